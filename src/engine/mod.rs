@@ -1,0 +1,310 @@
+//! The engine: a loaded model, its tokenizer and chat template, and a thread pool. It turns
+//! prompts into label distributions (sharing prefixes across variants) and generates text.
+//! `Engine` is `Send + Sync`; every call keeps its own KV state, so one engine serves many
+//! threads at once.
+
+mod generate;
+mod score;
+mod tree;
+
+pub use generate::{FinishReason, GenerateOptions, Generation, MAX_NEW_TOKENS_LIMIT};
+pub use score::{LabelPrompt, ScoreDistribution};
+pub use tree::{TokenQuery, TreeStats};
+
+use crate::chat::ChatTemplate;
+use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, MetadataExt};
+use crate::model::{DecoderModel, ModelConfig, WeightFormat, DEFAULT_PREFILL_CHUNK};
+use crate::prompt::{PromptBuilder, PromptMessages, Transcript};
+use crate::rubric::RubricItem;
+use crate::tokenizer::TextTokenizer;
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+
+/// How to open a model.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Worker threads for this engine (0 = all available cores).
+    pub threads: usize,
+    /// How weights are held after loading.
+    pub weight_format: WeightFormat,
+    /// Tokens per prefill chunk (bounds the attention matrix to chunk × context).
+    pub prefill_chunk: usize,
+    /// Device to run on (CPU unless built with `cuda` / `metal`).
+    pub device: Device,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            weight_format: WeightFormat::Auto,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// A model ready to score and generate.
+pub struct Engine {
+    model: DecoderModel,
+    tokenizer: TextTokenizer,
+    chat: ChatTemplate,
+    pool: rayon::ThreadPool,
+    prefill_chunk: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.path)
+            .field("config", self.model.config())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens a GGUF model file.
+    pub fn open(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let file = GgufFile::open(path)?;
+        let tokenizer = TextTokenizer::from_gguf(&file)?;
+        let model = DecoderModel::from_gguf(&file, options.weight_format, &options.device)?;
+        if tokenizer.vocab_size() > model.config().vocab_size {
+            return Err(Error::metadata(
+                "tokenizer.ggml.tokens",
+                format!(
+                    "{} tokens but the embedding has {} rows",
+                    tokenizer.vocab_size(),
+                    model.config().vocab_size
+                ),
+            ));
+        }
+        let template = file.metadata.opt_str("tokenizer.chat_template")?;
+        let chat = ChatTemplate::new(
+            template,
+            tokenizer.bos_text().unwrap_or(""),
+            tokenizer.eos_text().unwrap_or(""),
+        )?;
+        if options.prefill_chunk == 0 {
+            return Err(Error::InvalidInput(
+                "prefill_chunk must be at least 1".into(),
+            ));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads)
+            .thread_name(|i| format!("debias-guard-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::InvalidInput(format!("cannot start {} threads: {e}", options.threads))
+            })?;
+        Ok(Self {
+            model,
+            tokenizer,
+            chat,
+            pool,
+            prefill_chunk: options.prefill_chunk,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The model file this engine was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template in use.
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.chat
+    }
+
+    /// The loaded decoder.
+    pub fn model(&self) -> &DecoderModel {
+        &self.model
+    }
+
+    /// Worker threads of this engine.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Renders a prompt with the model's chat template and appends the answer prefix.
+    /// Control tokens written literally inside a message are refused (they would forge turns).
+    pub fn render(&self, prompt: &PromptMessages) -> Result<String> {
+        for m in &prompt.messages {
+            if let Some(special) = self.tokenizer.find_special_text(&m.content) {
+                return Err(Error::InvalidInput(format!(
+                    "the {} text contains the control token `{special}`",
+                    m.role
+                )));
+            }
+        }
+        let mut text = self.chat.render(&prompt.messages, true)?;
+        text.push_str(&prompt.answer_prefix);
+        Ok(text)
+    }
+
+    /// The label prompt for one transcript × rubric item × optional context, built by the one
+    /// prompt builder and rendered with this model's chat template.
+    pub fn rubric_prompt(
+        &self,
+        builder: &PromptBuilder,
+        transcript: &Transcript,
+        item: &RubricItem,
+        context: Option<&str>,
+        mitigate: bool,
+    ) -> Result<LabelPrompt> {
+        let messages = builder.build(transcript, item, context, mitigate)?;
+        Ok(LabelPrompt {
+            text: self.render(&messages)?,
+            labels: item.labels.clone(),
+            values: item.label_values(),
+            separator: messages.label_separator,
+        })
+    }
+
+    /// Token ids of a text, as the model sees them.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
+    /// Label distribution of one prompt.
+    pub fn score(&self, prompt: &LabelPrompt) -> Result<ScoreDistribution> {
+        Ok(self.score_many(std::slice::from_ref(prompt))?.0.remove(0))
+    }
+
+    /// Label distributions of many prompts in one prefix-shared pass (shared beginnings are
+    /// prefilled once). Equal to scoring each prompt on its own.
+    pub fn score_many(
+        &self,
+        prompts: &[LabelPrompt],
+    ) -> Result<(Vec<ScoreDistribution>, TreeStats)> {
+        self.score_with(prompts, true)
+    }
+
+    /// Label distributions with every label sequence evaluated from scratch (no sharing);
+    /// the reference the prefix-shared path is tested against.
+    pub fn score_from_scratch(&self, prompts: &[LabelPrompt]) -> Result<Vec<ScoreDistribution>> {
+        Ok(self.score_with(prompts, false)?.0)
+    }
+
+    fn score_with(
+        &self,
+        prompts: &[LabelPrompt],
+        shared: bool,
+    ) -> Result<(Vec<ScoreDistribution>, TreeStats)> {
+        let tokenized: Vec<_> = prompts
+            .iter()
+            .map(|p| score::tokenize_labels(&self.tokenizer, p))
+            .collect::<Result<_>>()?;
+        let queries: Vec<TokenQuery> = tokenized.iter().flat_map(|t| t.queries.clone()).collect();
+        let (logprobs, stats) = if shared {
+            self.evaluate(&queries)?
+        } else {
+            let mut all = Vec::with_capacity(queries.len());
+            let mut stats = TreeStats::default();
+            for q in &queries {
+                let (mut lp, s) = self.evaluate(std::slice::from_ref(q))?;
+                all.push(lp.remove(0));
+                stats.tokens_evaluated += s.tokens_evaluated;
+                stats.tokens_requested += s.tokens_requested;
+            }
+            (all, stats)
+        };
+        let mut offset = 0;
+        let dists = prompts
+            .iter()
+            .zip(&tokenized)
+            .map(|(p, t)| {
+                let n = t.queries.len();
+                let d = score::distribution(p, t, &logprobs[offset..offset + n]);
+                offset += n;
+                d
+            })
+            .collect();
+        Ok((dists, stats))
+    }
+
+    /// Per-token log-probabilities of token sequences, sharing common prefixes.
+    pub fn evaluate(&self, queries: &[TokenQuery]) -> Result<(Vec<Vec<f32>>, TreeStats)> {
+        self.pool
+            .install(|| tree::evaluate(&self.model, queries, self.prefill_chunk))
+    }
+
+    /// Logits `[positions.len(), vocab]` of one token sequence, for checks against other engines.
+    pub fn logits(&self, tokens: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+        self.pool.install(|| {
+            let mut state = self.model.new_state();
+            let t = self
+                .model
+                .forward(tokens, &mut state, positions, self.prefill_chunk)?;
+            Ok(t.to_vec2::<f32>()?)
+        })
+    }
+
+    /// Generates a continuation of `prompt_text` (already rendered).
+    pub fn generate(&self, prompt_text: &str, options: &GenerateOptions) -> Result<Generation> {
+        options.validate()?;
+        let prompt = self.tokenizer.encode(prompt_text)?;
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput("prompt tokenizes to nothing".into()));
+        }
+        let context = self.config().context_length;
+        if prompt.len() >= context {
+            return Err(Error::ContextOverflow {
+                tokens: prompt.len() + 1,
+                context,
+            });
+        }
+        self.pool.install(|| {
+            let mut state = self.model.new_state();
+            let mut sampler = generate::Sampler::new(options);
+            let stops = self.tokenizer.stop_ids();
+            let mut logits =
+                self.model
+                    .forward(&prompt, &mut state, &[prompt.len() - 1], self.prefill_chunk)?;
+            let mut tokens = Vec::new();
+            let finish = loop {
+                let row = logits.squeeze(0)?.to_vec1::<f32>()?;
+                let next = sampler.pick(&row);
+                if stops.contains(&next) {
+                    break FinishReason::EndOfTurn;
+                }
+                tokens.push(next);
+                if !options.stop.is_empty() {
+                    let text = self.tokenizer.decode(&tokens)?;
+                    if generate::find_stop(&text, &options.stop).is_some() {
+                        break FinishReason::StopString;
+                    }
+                }
+                if tokens.len() >= options.max_tokens {
+                    break FinishReason::MaxTokens;
+                }
+                if state.len() + 1 >= context {
+                    break FinishReason::ContextFull;
+                }
+                logits = self.model.forward(&[next], &mut state, &[0], 1)?;
+            };
+            let mut text = self.tokenizer.decode(&tokens)?;
+            if let Some(cut) = generate::find_stop(&text, &options.stop) {
+                text.truncate(cut);
+            }
+            Ok(Generation {
+                text,
+                tokens,
+                finish,
+            })
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! The one error type of the library: every fallible call returns [`Result`].
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, with enough context (file, key, tensor, line) to act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file that failed.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A GGUF file is structurally invalid (bad magic, truncated, out-of-range sizes).
+    #[error("invalid GGUF file {path}: {reason} (at byte {offset})")]
+    GgufFormat {
+        /// The file being parsed.
+        path: PathBuf,
+        /// Byte offset where the problem was found.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A metadata key the model needs is absent or has the wrong type.
+    #[error("GGUF metadata key `{key}`: {reason}")]
+    Metadata {
+        /// The metadata key.
+        key: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The file declares an architecture this library does not implement.
+    #[error("unsupported model architecture `{0}` (supported: llama, qwen2)")]
+    UnsupportedArchitecture(String),
+    /// A tensor uses a GGML type this library cannot load.
+    #[error("tensor `{tensor}` uses unsupported GGML type id {type_id}")]
+    UnsupportedTensorType {
+        /// The tensor name.
+        tensor: String,
+        /// The raw GGML type id.
+        type_id: u32,
+    },
+    /// A tensor is missing, or its shape does not match the model's metadata.
+    #[error("tensor `{tensor}`: {reason}")]
+    Tensor {
+        /// The tensor name as stored in the file.
+        tensor: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The tokenizer metadata is incomplete or uses an unknown pre-tokenizer.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The chat template failed to parse or render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    /// A rubric, prompt layout or probe file is malformed.
+    #[error("{what} {source_name}, line {line}: {reason}")]
+    Config {
+        /// Kind of file (`rubric`, `probe catalog`, …).
+        what: &'static str,
+        /// File name or `<inline>`.
+        source_name: String,
+        /// 1-based line of the problem (0 when not known).
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Input text is not valid UTF-8.
+    #[error("{what} is not valid UTF-8 (first bad byte at offset {offset})")]
+    InvalidUtf8 {
+        /// Which argument.
+        what: &'static str,
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// An input value is outside what the call accepts (empty transcript, bad option, …).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A prompt does not fit the model's context window.
+    #[error("prompt of {tokens} tokens does not fit the context window of {context} tokens")]
+    ContextOverflow {
+        /// Tokens needed.
+        tokens: usize,
+        /// The model's context length.
+        context: usize,
+    },
+    /// A label of the scale is malformed or tokenizes badly.
+    #[error("label `{label}`: {reason}")]
+    Label {
+        /// The label text.
+        label: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An error from the tensor backend.
+    #[error("tensor backend: {0}")]
+    Backend(#[from] candle_core::Error),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn tensor(tensor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Tensor {
+            tensor: tensor.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn metadata(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Metadata {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}

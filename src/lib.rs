@@ -1,0 +1,31 @@
+//! debias-guard: score classroom transcripts with an in-process LLM and measure how much
+//! irrelevant social context moves the score.
+//!
+//! Layers, each knowing only those below it:
+//! - [`gguf`]: bounds-checked GGUF parsing and tensor loading;
+//! - [`model`]: the decoder (weights shared, per-call [`model::KvState`]);
+//! - [`tokenizer`], [`chat`]: text ↔ tokens from the model file's own metadata;
+//! - [`rubric`], [`prompt`]: what is rated and the one prompt builder;
+//! - [`engine`]: prompts → prefix tree → label distributions, and generation.
+
+pub mod chat;
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod prompt;
+pub mod rubric;
+pub mod textio;
+pub mod tiny;
+pub mod tokenizer;
+
+pub use engine::{
+    Engine, EngineOptions, FinishReason, GenerateOptions, Generation, LabelPrompt,
+    ScoreDistribution,
+};
+pub use error::{Error, Result};
+pub use prompt::{PromptBuilder, PromptLayout, Transcript};
+pub use rubric::{Rubric, RubricItem};
+
+/// Version of this library (from Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

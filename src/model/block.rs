@@ -1,0 +1,127 @@
+//! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
+
+use super::config::ModelConfig;
+use super::rope::Rope;
+use candle_core::quantized::QMatMul;
+use candle_core::{Module, Result, Tensor};
+
+/// A projection `x · Wᵀ (+ b)`, with `W` dense f32 or quantized.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub(crate) weight: QMatMul,
+    pub(crate) bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Applies the projection to rows of `x` (`[tokens, in]` → `[tokens, out]`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Weights of one block, named after their GGUF tensors.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub(crate) attn_norm: Tensor,
+    pub(crate) attn_q: Linear,
+    pub(crate) attn_k: Linear,
+    pub(crate) attn_v: Linear,
+    pub(crate) attn_output: Linear,
+    pub(crate) ffn_norm: Tensor,
+    pub(crate) ffn_gate: Linear,
+    pub(crate) ffn_up: Linear,
+    pub(crate) ffn_down: Linear,
+}
+
+/// What a block needs besides its weights for one chunk of tokens.
+pub struct ChunkContext<'a> {
+    pub config: &'a ModelConfig,
+    pub rope: &'a Rope,
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    /// Additive mask `[groups * len, past + len]`, or `None` for a single token.
+    pub mask: Option<&'a Tensor>,
+}
+
+impl Block {
+    /// Runs the block on `x` (`[len, hidden]`), appending this chunk's keys and values to `kv`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        kv: &mut Option<(Tensor, Tensor)>,
+        ctx: &ChunkContext<'_>,
+    ) -> Result<Tensor> {
+        let attn = self.attention(
+            &candle_nn::ops::rms_norm(x, &self.attn_norm, ctx.config.rms_eps as f32)?,
+            kv,
+            ctx,
+        )?;
+        let x = (x + attn)?;
+        let h = candle_nn::ops::rms_norm(&x, &self.ffn_norm, ctx.config.rms_eps as f32)?;
+        let gate = candle_nn::ops::silu(&self.ffn_gate.forward(&h)?)?;
+        let mlp = self.ffn_down.forward(&(gate * self.ffn_up.forward(&h)?)?)?;
+        x + mlp
+    }
+
+    fn attention(
+        &self,
+        x: &Tensor,
+        kv: &mut Option<(Tensor, Tensor)>,
+        ctx: &ChunkContext<'_>,
+    ) -> Result<Tensor> {
+        let cfg = ctx.config;
+        let (len, _) = x.dims2()?;
+        let (n_heads, n_kv, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
+        let groups = n_heads / n_kv;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((1, len, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(self.attn_q.forward(x)?, n_heads)?;
+        let k = heads(self.attn_k.forward(x)?, n_kv)?;
+        let v = heads(self.attn_v.forward(x)?, n_kv)?;
+        let q = ctx.rope.apply(&q, ctx.cos, ctx.sin)?;
+        let k = ctx.rope.apply(&k, ctx.cos, ctx.sin)?;
+        let (k, v) = match kv.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        *kv = Some((k.clone(), v.clone()));
+        // Query heads that share a kv head are stacked along the row axis, so one matmul per kv
+        // head serves the whole group without repeating keys and values in memory.
+        let q = q.reshape((1, n_kv, groups * len, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match ctx.mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v)?; // [1, n_kv, groups * len, hd]
+        let out = out
+            .reshape((1, n_heads, len, hd))?
+            .transpose(1, 2)?
+            .reshape((len, n_heads * hd))?;
+        self.attn_output.forward(&out)
+    }
+}
+
+/// Causal mask for `len` new tokens after `past` cached ones, repeated for `groups` stacked heads.
+pub fn causal_mask(
+    past: usize,
+    len: usize,
+    groups: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let total = past + len;
+    let mut data = Vec::with_capacity(groups * len * total);
+    for _ in 0..groups {
+        for i in 0..len {
+            data.extend((0..total).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }));
+        }
+    }
+    Tensor::from_vec(data, (groups * len, total), device)
+}

@@ -1,0 +1,184 @@
+//! Hyper-parameters of a decoder, read from GGUF metadata and validated before any tensor loads.
+
+use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, MetadataExt};
+
+/// Upper bounds that keep a hostile file from requesting absurd allocations.
+const MAX_LAYERS: usize = 512;
+const MAX_HIDDEN: usize = 65_536;
+const MAX_CONTEXT: usize = 1 << 21;
+
+/// The model families this library implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama 2/3, SmolLM, Mistral-style decoders (`general.architecture = llama`).
+    Llama,
+    /// Qwen2 / Qwen2.5 (biases on q, k, v projections).
+    Qwen2,
+}
+
+impl Architecture {
+    /// Parses `general.architecture`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "llama" => Ok(Self::Llama),
+            "qwen2" => Ok(Self::Qwen2),
+            other => Err(Error::UnsupportedArchitecture(other.to_string())),
+        }
+    }
+
+    /// The metadata key prefix used by GGUF for this architecture.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Shapes and constants of a decoder-only transformer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Model family.
+    pub architecture: Architecture,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Number of transformer blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Inner width of the gated MLP.
+    pub ffn_size: usize,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// Longest sequence the model was trained for, in tokens.
+    pub context_length: usize,
+    /// Epsilon of the RMS norms.
+    pub rms_eps: f64,
+    /// RoPE base frequency.
+    pub rope_base: f64,
+    /// Whether RoPE rotates adjacent pairs (GGUF llama) or halves (NeoX layout: qwen2, HF files).
+    pub rope_interleaved: bool,
+    /// Linear position scaling factor (1.0 = none).
+    pub rope_linear_scale: f64,
+}
+
+impl ModelConfig {
+    /// Reads and validates the configuration of a GGUF model.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let md = &file.metadata;
+        let architecture = Architecture::from_name(md.req_str("general.architecture")?)?;
+        let p = architecture.key_prefix();
+        let key = |k: &str| format!("{p}.{k}");
+        let hidden_size = md.req_usize(&key("embedding_length"))?;
+        let n_heads = md.req_usize(&key("attention.head_count"))?;
+        let n_kv_heads = md
+            .opt_usize(&key("attention.head_count_kv"))?
+            .unwrap_or(n_heads);
+        let head_dim = match md.opt_usize(&key("attention.key_length"))? {
+            Some(d) => d,
+            None if n_heads > 0 => hidden_size / n_heads,
+            None => 0,
+        };
+        let vocab_size = match md.opt_usize(&key("vocab_size"))? {
+            Some(v) => v,
+            None => md.req_array("tokenizer.ggml.tokens")?.len(),
+        };
+        let rope_linear_scale = match md.opt_str(&key("rope.scaling.type"))? {
+            None | Some("none") => 1.0,
+            Some("linear") => md.opt_f64(&key("rope.scaling.factor"))?.unwrap_or(1.0),
+            Some(other) => {
+                return Err(Error::metadata(
+                    key("rope.scaling.type"),
+                    format!("RoPE scaling `{other}` is not supported (supported: none, linear, llama3 via rope_freqs)"),
+                ))
+            }
+        };
+        let config = Self {
+            architecture,
+            hidden_size,
+            n_layers: md.req_usize(&key("block_count"))?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn_size: md.req_usize(&key("feed_forward_length"))?,
+            vocab_size,
+            context_length: md.req_usize(&key("context_length"))?,
+            rms_eps: md
+                .opt_f64(&key("attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-6),
+            rope_base: md.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
+            rope_interleaved: architecture == Architecture::Llama,
+            rope_linear_scale,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the numbers are consistent and within sane bounds.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(Error::metadata(key, reason));
+        if self.n_layers == 0 || self.n_layers > MAX_LAYERS {
+            return bad(
+                "block_count",
+                format!("{} is out of range 1..={MAX_LAYERS}", self.n_layers),
+            );
+        }
+        if self.hidden_size == 0 || self.hidden_size > MAX_HIDDEN {
+            return bad(
+                "embedding_length",
+                format!("{} is out of range", self.hidden_size),
+            );
+        }
+        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(
+                "attention.head_count_kv",
+                format!(
+                    "{} query heads cannot be grouped over {} kv heads",
+                    self.n_heads, self.n_kv_heads
+                ),
+            );
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 {
+            return bad(
+                "attention.key_length",
+                format!("head width {} must be even and positive", self.head_dim),
+            );
+        }
+        if self.ffn_size == 0 || self.ffn_size > 16 * MAX_HIDDEN {
+            return bad(
+                "feed_forward_length",
+                format!("{} is out of range", self.ffn_size),
+            );
+        }
+        if self.vocab_size == 0 || self.vocab_size > 1 << 20 {
+            return bad("vocab_size", format!("{} is out of range", self.vocab_size));
+        }
+        if self.context_length == 0 || self.context_length > MAX_CONTEXT {
+            return bad(
+                "context_length",
+                format!("{} is out of range", self.context_length),
+            );
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return bad(
+                "attention.layer_norm_rms_epsilon",
+                format!("{} is not positive", self.rms_eps),
+            );
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return bad("rope.freq_base", format!("{} is not > 1", self.rope_base));
+        }
+        if !(self.rope_linear_scale.is_finite() && self.rope_linear_scale > 0.0) {
+            return bad(
+                "rope.scaling.factor",
+                format!("{} is not positive", self.rope_linear_scale),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! The decoder: weights loaded once and shared, run over chunks of tokens against a per-call
+//! [`KvState`], producing logits only for the positions a caller reads.
+
+mod block;
+mod config;
+mod kv;
+mod rope;
+
+pub use config::{Architecture, ModelConfig};
+pub use kv::KvState;
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use block::{causal_mask, Block, ChunkContext, Linear};
+use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::{DType, Device, Tensor};
+use rope::Rope;
+
+/// How weights are held in memory after loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightFormat {
+    /// Dense f32 when the dequantized model fits in [`AUTO_DENSE_LIMIT_BYTES`], else as stored.
+    #[default]
+    Auto,
+    /// Dequantize every matrix to f32 (exactly the file's values; fastest for small models).
+    DenseF32,
+    /// Keep quantized matrices quantized (smallest memory).
+    AsStored,
+}
+
+/// Largest dequantized weight size for which [`WeightFormat::Auto`] chooses dense f32 (bytes).
+pub const AUTO_DENSE_LIMIT_BYTES: u64 = 3 << 30;
+
+/// Default number of tokens per prefill chunk.
+pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+
+/// A loaded decoder-only transformer. Immutable after loading, so `&DecoderModel` can be shared
+/// by any number of threads, each with its own [`KvState`].
+#[derive(Debug)]
+pub struct DecoderModel {
+    config: ModelConfig,
+    embedding: Tensor,
+    blocks: Vec<Block>,
+    output_norm: Tensor,
+    output: QMatMul,
+    rope: Rope,
+    device: Device,
+}
+
+impl DecoderModel {
+    /// Loads and shape-checks the weights of a GGUF model.
+    pub fn from_gguf(file: &GgufFile, format: WeightFormat, device: &Device) -> Result<Self> {
+        let config = ModelConfig::from_gguf(file)?;
+        let dense = match format {
+            WeightFormat::DenseF32 => true,
+            WeightFormat::AsStored => false,
+            WeightFormat::Auto => dense_size_bytes(file) <= AUTO_DENSE_LIMIT_BYTES,
+        };
+        let loader = Loader {
+            file,
+            device,
+            dense,
+        };
+        let (h, hd) = (config.hidden_size, config.head_dim);
+        let embd = loader.qtensor("token_embd.weight", &[config.vocab_size, h])?;
+        let embedding = embd.dequantize(device)?;
+        let output = match file.tensor_info("output.weight") {
+            Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
+            None if dense => QMatMul::Tensor(embedding.clone()),
+            None => QMatMul::from_qtensor(embd)?,
+        };
+        let mut blocks = Vec::with_capacity(config.n_layers);
+        let qkv_bias = config.architecture == Architecture::Qwen2;
+        for i in 0..config.n_layers {
+            let name = |t: &str| format!("blk.{i}.{t}");
+            let linear = |t: &str, rows: usize, cols: usize, bias: bool| -> Result<Linear> {
+                Ok(Linear {
+                    weight: loader.matrix(&name(&format!("{t}.weight")), &[rows, cols])?,
+                    bias: if bias {
+                        Some(loader.vector(&name(&format!("{t}.bias")), rows)?)
+                    } else {
+                        None
+                    },
+                })
+            };
+            blocks.push(Block {
+                attn_norm: loader.vector(&name("attn_norm.weight"), h)?,
+                attn_q: linear("attn_q", config.n_heads * hd, h, qkv_bias)?,
+                attn_k: linear("attn_k", config.n_kv_heads * hd, h, qkv_bias)?,
+                attn_v: linear("attn_v", config.n_kv_heads * hd, h, qkv_bias)?,
+                attn_output: linear("attn_output", h, config.n_heads * hd, false)?,
+                ffn_norm: loader.vector(&name("ffn_norm.weight"), h)?,
+                ffn_gate: linear("ffn_gate", config.ffn_size, h, false)?,
+                ffn_up: linear("ffn_up", config.ffn_size, h, false)?,
+                ffn_down: linear("ffn_down", h, config.ffn_size, false)?,
+            });
+        }
+        let freq_factors = match file.tensor_info("rope_freqs.weight") {
+            Some(_) => Some(
+                loader
+                    .vector("rope_freqs.weight", hd / 2)?
+                    .to_vec1::<f32>()?,
+            ),
+            None => None,
+        };
+        if let Some(f) = &freq_factors {
+            if f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(Error::tensor(
+                    "rope_freqs.weight",
+                    "factors must be positive",
+                ));
+            }
+        }
+        let rope = Rope::new(
+            hd,
+            config.rope_base,
+            config.rope_linear_scale,
+            freq_factors.as_deref(),
+            config.rope_interleaved,
+        );
+        Ok(Self {
+            output_norm: loader.vector("output_norm.weight", h)?,
+            config,
+            embedding,
+            blocks,
+            output,
+            rope,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh, empty state for one call.
+    pub fn new_state(&self) -> KvState {
+        KvState::new(self.config.n_layers)
+    }
+
+    /// Feeds `tokens` after the tokens already in `state`, in chunks of at most `chunk` tokens,
+    /// and returns logits `[read.len(), vocab]` for the listed offsets into `tokens` (each the
+    /// distribution of the token that would follow that position).
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        state: &mut KvState,
+        read: &[usize],
+        chunk: usize,
+    ) -> Result<Tensor> {
+        let chunk = chunk.max(1);
+        if let Some(&bad) = read.iter().find(|&&r| r >= tokens.len()) {
+            return Err(Error::InvalidInput(format!(
+                "read offset {bad} is outside the {} new tokens",
+                tokens.len()
+            )));
+        }
+        let total = state.len + tokens.len();
+        if total > self.config.context_length {
+            return Err(Error::ContextOverflow {
+                tokens: total,
+                context: self.config.context_length,
+            });
+        }
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let mut rows = Vec::new();
+        for (c, piece) in tokens.chunks(chunk).enumerate() {
+            let start = c * chunk;
+            let local: Vec<u32> = read
+                .iter()
+                .filter(|&&r| r >= start && r < start + piece.len())
+                .map(|&r| (r - start) as u32)
+                .collect();
+            let hidden = self.forward_chunk(piece, state)?;
+            if !local.is_empty() {
+                let idx = Tensor::from_vec(local.clone(), local.len(), &self.device)?;
+                rows.push(hidden.index_select(&idx, 0)?);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Tensor::zeros(
+                (0, self.config.vocab_size),
+                DType::F32,
+                &self.device,
+            )?);
+        }
+        let hidden = Tensor::cat(&rows, 0)?;
+        let hidden =
+            candle_nn::ops::rms_norm(&hidden, &self.output_norm, self.config.rms_eps as f32)?;
+        Ok(candle_core::Module::forward(&self.output, &hidden)?)
+    }
+
+    /// Runs one chunk through every block; returns the final hidden states `[len, hidden]`.
+    fn forward_chunk(&self, tokens: &[u32], state: &mut KvState) -> Result<Tensor> {
+        let len = tokens.len();
+        let past = state.len;
+        let ids = Tensor::from_vec(tokens.to_vec(), len, &self.device)?;
+        let mut x = self.embedding.index_select(&ids, 0)?;
+        let (cos, sin) = self.rope.tables(past, len, &self.device)?;
+        let groups = self.config.n_heads / self.config.n_kv_heads;
+        let mask = if len > 1 {
+            Some(causal_mask(past, len, groups, &self.device)?)
+        } else {
+            None
+        };
+        let ctx = ChunkContext {
+            config: &self.config,
+            rope: &self.rope,
+            cos: &cos,
+            sin: &sin,
+            mask: mask.as_ref(),
+        };
+        for (block, kv) in self.blocks.iter().zip(state.layers.iter_mut()) {
+            x = block.forward(&x, kv, &ctx)?;
+        }
+        state.len += len;
+        Ok(x)
+    }
+}
+
+/// Bytes the model's matrices take once dequantized to f32.
+fn dense_size_bytes(file: &GgufFile) -> u64 {
+    file.tensor_names()
+        .filter_map(|n| file.tensor_info(n))
+        .map(|t| t.dims.iter().product::<usize>() as u64 * 4)
+        .sum()
+}
+
+/// Loads tensors by GGUF name, checking each shape against the configuration.
+struct Loader<'a> {
+    file: &'a GgufFile,
+    device: &'a Device,
+    dense: bool,
+}
+
+impl Loader<'_> {
+    fn qtensor(&self, name: &str, dims: &[usize]) -> Result<candle_core::quantized::QTensor> {
+        let info = self
+            .file
+            .tensor_info(name)
+            .ok_or_else(|| Error::tensor(name, "missing from the file"))?;
+        if info.dims != dims {
+            return Err(Error::tensor(
+                name,
+                format!(
+                    "shape {:?} does not match the metadata, which implies {dims:?}",
+                    info.dims
+                ),
+            ));
+        }
+        self.file.qtensor(name, self.device)
+    }
+
+    fn matrix(&self, name: &str, dims: &[usize]) -> Result<QMatMul> {
+        let q = self.qtensor(name, dims)?;
+        Ok(match q.dtype() {
+            _ if self.dense => QMatMul::Tensor(q.dequantize(self.device)?),
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                QMatMul::Tensor(q.dequantize(self.device)?)
+            }
+            _ => QMatMul::from_qtensor(q)?,
+        })
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Tensor> {
+        Ok(self.qtensor(name, &[len])?.dequantize(self.device)?)
+    }
+}

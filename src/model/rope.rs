@@ -1,0 +1,62 @@
+//! Rotary position embeddings: the inverse frequencies of a model, and cos/sin tables for any
+//! range of positions (computed per call, so the context is bounded only by the model's own).
+
+use candle_core::{Device, Result, Tensor};
+
+/// Inverse frequencies of one model, with optional per-dimension divisors (llama3 `rope_freqs`).
+#[derive(Debug, Clone)]
+pub struct Rope {
+    inv_freq: Vec<f32>,
+    interleaved: bool,
+}
+
+impl Rope {
+    /// Builds the frequencies `1 / (base^(2i/d) * factor_i * linear_scale)`.
+    pub fn new(
+        head_dim: usize,
+        base: f64,
+        linear_scale: f64,
+        freq_factors: Option<&[f32]>,
+        interleaved: bool,
+    ) -> Self {
+        let inv_freq = (0..head_dim / 2)
+            .map(|i| {
+                let f = base.powf(-((2 * i) as f64) / head_dim as f64) / linear_scale;
+                let factor = freq_factors.map_or(1.0, |f| f[i] as f64);
+                (f / factor) as f32
+            })
+            .collect();
+        Self {
+            inv_freq,
+            interleaved,
+        }
+    }
+
+    /// Cos and sin tables of shape `[len, head_dim / 2]` for positions `start..start + len`.
+    pub fn tables(&self, start: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for pos in start..start + len {
+            for &f in &self.inv_freq {
+                // f64 angle keeps long positions accurate before rounding to f32.
+                let angle = pos as f64 * f as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (len, half), device)?,
+            Tensor::from_vec(sin, (len, half), device)?,
+        ))
+    }
+
+    /// Rotates `x` of shape `[1, heads, len, head_dim]` with the given tables.
+    pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        if self.interleaved {
+            candle_nn::rotary_emb::rope_i(x, cos, sin)
+        } else {
+            candle_nn::rotary_emb::rope(x, cos, sin)
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The one prompt builder: transcript, rubric question and optional context become a chat whose
+//! assistant turn is opened with the answer prefix. Library, C ABI and trainer all call it.
+//!
+//! Layout of the user turn (a replaceable minijinja template, [`DEFAULT_USER_TEMPLATE`]):
+//! transcript first, then the rubric question and scale, then the optional context block last.
+//! That order makes every rubric item share the transcript's tokens, and every context share
+//! the item's question, so the engine's prefix tree prefills them once.
+
+use crate::chat::ChatMessage;
+use crate::error::{Error, Result};
+use crate::rubric::RubricItem;
+use minijinja::{context, Environment};
+use serde::{Deserialize, Serialize};
+
+/// Longest transcript accepted, in bytes (the context window is usually the tighter bound).
+pub const MAX_TRANSCRIPT_BYTES: usize = 256 * 1024;
+/// Longest context sentence(s) accepted, in characters.
+pub const MAX_CONTEXT_CHARS: usize = 1_000;
+
+/// Default system line.
+pub const DEFAULT_SYSTEM: &str =
+    "You rate classroom transcripts against a rubric. Answer with a rating on the given scale.";
+
+/// Default user-turn template. Variables: `transcript`, `item` (the rubric item), `first`,
+/// `last` (ends of the scale), `answer_prefix`, `instruction` and `context` (both optional).
+pub const DEFAULT_USER_TEMPLATE: &str = "\
+Below is a transcript of part of a classroom lesson. Each line is one turn by the TEACHER or a STUDENT.
+
+{{ transcript }}
+
+Rubric item: {{ item.name }}. {{ item.description }}
+Question: {{ item.question }}
+Answer on a scale from {{ first }} (lowest) to {{ last }} (highest).
+{% for label, text in item.levels|items %}{{ label }}: {{ text }}
+{% endfor %}Reply in the form \"{{ answer_prefix }} N\".
+{% if instruction %}
+{{ instruction }}
+{% endif %}{% if context %}
+Additional information: {{ context }}
+{% endif %}";
+
+/// Instruction of the prompt-mitigation baseline (tell the rater to ignore irrelevant details).
+pub const MITIGATION_INSTRUCTION: &str =
+    "Base your rating only on what happens in the transcript. \
+Ignore any information about the teacher's identity, background, experience or school, and any \
+opinion of the person asking.";
+
+/// What a user can change about the prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptLayout {
+    /// System turn text (empty = no system turn).
+    pub system: String,
+    /// minijinja template of the user turn (see [`DEFAULT_USER_TEMPLATE`]).
+    pub user_template: String,
+    /// Text that opens the assistant turn; the rating label follows it.
+    pub answer_prefix: String,
+    /// Text between the answer prefix and the label (a space: `Rating: 5`).
+    pub label_separator: String,
+}
+
+impl Default for PromptLayout {
+    fn default() -> Self {
+        Self {
+            system: DEFAULT_SYSTEM.into(),
+            user_template: DEFAULT_USER_TEMPLATE.into(),
+            answer_prefix: "Rating:".into(),
+            label_separator: " ".into(),
+        }
+    }
+}
+
+/// A validated transcript: UTF-8, non-empty, bounded, line endings normalised to `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript(String);
+
+impl Transcript {
+    /// Validates transcript text.
+    pub fn new(text: &str) -> Result<Self> {
+        if text.len() > MAX_TRANSCRIPT_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "transcript is {} bytes; the limit is {MAX_TRANSCRIPT_BYTES}",
+                text.len()
+            )));
+        }
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if lines.is_empty() {
+            return Err(Error::InvalidInput("transcript is empty".into()));
+        }
+        Ok(Self(lines.join("\n")))
+    }
+
+    /// Validates transcript bytes (invalid UTF-8 is reported with its offset).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::new(crate::textio::utf8_str(bytes, "transcript")?)
+    }
+
+    /// The normalised text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Validates an optional context string: non-blank and at most [`MAX_CONTEXT_CHARS`].
+pub fn validate_context(context: &str) -> Result<&str> {
+    let trimmed = context.trim();
+    if trimmed.is_empty() {
+        return Err(Error::InvalidInput("context is empty".into()));
+    }
+    let chars = trimmed.chars().count();
+    if chars > MAX_CONTEXT_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "context is {chars} characters; the limit is {MAX_CONTEXT_CHARS}"
+        )));
+    }
+    Ok(trimmed)
+}
+
+/// A prompt before the model's chat template is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptMessages {
+    /// System (optional) and user turns.
+    pub messages: Vec<ChatMessage>,
+    /// Text that opens the assistant turn.
+    pub answer_prefix: String,
+    /// Text between the answer prefix and a label.
+    pub label_separator: String,
+}
+
+/// Renders rubric prompts from a [`PromptLayout`].
+#[derive(Debug)]
+pub struct PromptBuilder {
+    layout: PromptLayout,
+    env: Environment<'static>,
+}
+
+impl Default for PromptBuilder {
+    fn default() -> Self {
+        Self::new(PromptLayout::default()).expect("default layout compiles")
+    }
+}
+
+impl PromptBuilder {
+    /// Compiles a layout; a template syntax error is reported with its line.
+    pub fn new(layout: PromptLayout) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_keep_trailing_newline(true);
+        env.add_template_owned("user", layout.user_template.clone())
+            .map_err(|e| Error::Config {
+                what: "prompt layout",
+                source_name: "user_template".into(),
+                line: e.line().unwrap_or(0),
+                reason: e.to_string(),
+            })?;
+        if layout.answer_prefix.trim().is_empty() {
+            return Err(Error::InvalidInput("answer prefix is empty".into()));
+        }
+        Ok(Self { layout, env })
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &PromptLayout {
+        &self.layout
+    }
+
+    /// Builds the chat for one transcript × item × optional context; `mitigate` adds the
+    /// instruction to ignore irrelevant information (the prompt-mitigation baseline).
+    pub fn build(
+        &self,
+        transcript: &Transcript,
+        item: &RubricItem,
+        context: Option<&str>,
+        mitigate: bool,
+    ) -> Result<PromptMessages> {
+        item.validate().map_err(|r| Error::Config {
+            what: "rubric",
+            source_name: item.id.clone(),
+            line: 0,
+            reason: r,
+        })?;
+        let context = context.map(validate_context).transpose()?;
+        let user = self
+            .env
+            .get_template("user")
+            .and_then(|t| {
+                t.render(context! {
+                    transcript => transcript.as_str(),
+                    item => item,
+                    first => item.labels.first(),
+                    last => item.labels.last(),
+                    answer_prefix => self.layout.answer_prefix,
+                    instruction => mitigate.then_some(MITIGATION_INSTRUCTION),
+                    context => context,
+                })
+            })
+            .map_err(|e| Error::Config {
+                what: "prompt layout",
+                source_name: "user_template".into(),
+                line: e.line().unwrap_or(0),
+                reason: e.to_string(),
+            })?;
+        let mut messages = Vec::with_capacity(2);
+        if !self.layout.system.is_empty() {
+            messages.push(ChatMessage::new("system", self.layout.system.clone()));
+        }
+        messages.push(ChatMessage::new("user", user.trim_end().to_string()));
+        Ok(PromptMessages {
+            messages,
+            answer_prefix: self.layout.answer_prefix.clone(),
+            label_separator: self.layout.label_separator.clone(),
+        })
+    }
+}
