@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -164,6 +165,16 @@ def score_prompt(llm, prompt, prompt_tokens, label_tokens):
     }
 
 
+def to_json(value):
+    """Pretty-print JSON but keep lists of numbers on one line (small, diffable)."""
+    text = json.dumps(value, indent=1)
+    return re.sub(
+        r"\[\s*([-0-9.eE+,\s]+?)\s*\]",
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+        text,
+    )
+
+
 def main():
     """Tokenize, size the context, score every prompt and write the JSON."""
     args = parse_args()
@@ -203,7 +214,7 @@ def main():
         "prompts": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(output, indent=1) + "\n")
+    args.out.write_text(to_json(output) + "\n")
     print(f"wrote {args.out} ({len(results)} prompts)", file=sys.stderr)
 
 
