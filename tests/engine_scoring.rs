@@ -22,7 +22,11 @@ fn variants(engine: &Engine) -> Vec<LabelPrompt> {
     let mut prompts = Vec::new();
     for item in &rubric.items {
         for context in contexts {
-            prompts.push(engine.rubric_prompt(&builder, &transcript, item, context, false).unwrap());
+            prompts.push(
+                engine
+                    .rubric_prompt(&builder, &transcript, item, context, false)
+                    .unwrap(),
+            );
         }
     }
     prompts
@@ -32,26 +36,57 @@ fn variants(engine: &Engine) -> Vec<LabelPrompt> {
 fn prefix_shared_scores_equal_from_scratch() {
     for (name, spec) in [
         ("llama-f32", TinySpec::default()),
-        ("llama-q8", TinySpec { dtype: GgmlDType::Q8_0, ..TinySpec::default() }),
-        ("qwen2-q4_1", TinySpec { architecture: "qwen2".into(), dtype: GgmlDType::Q4_1, ..TinySpec::default() }),
-        ("llama-untied", TinySpec { untied_output: true, ..TinySpec::default() }),
+        (
+            "llama-q8",
+            TinySpec {
+                dtype: GgmlDType::Q8_0,
+                ..TinySpec::default()
+            },
+        ),
+        (
+            "qwen2-q4_1",
+            TinySpec {
+                architecture: "qwen2".into(),
+                dtype: GgmlDType::Q4_1,
+                ..TinySpec::default()
+            },
+        ),
+        (
+            "llama-untied",
+            TinySpec {
+                untied_output: true,
+                ..TinySpec::default()
+            },
+        ),
     ] {
         let engine = tiny_engine(name, &spec, 64);
         let prompts = variants(&engine);
         let (shared, stats) = engine.score_many(&prompts).unwrap();
         let scratch = engine.score_from_scratch(&prompts).unwrap();
-        assert!(stats.forks > 0, "{name}: the variants should share prefixes");
-        assert!(stats.tokens_evaluated * 3 < stats.tokens_requested, "{name}: {stats:?}");
+        assert!(
+            stats.forks > 0,
+            "{name}: the variants should share prefixes"
+        );
+        assert!(
+            stats.tokens_evaluated * 3 < stats.tokens_requested,
+            "{name}: {stats:?}"
+        );
         for (a, b) in shared.iter().zip(&scratch) {
             let diff = max_abs_diff(&a.probs, &b.probs);
             assert!(diff <= 1e-6, "{name}: fork vs scratch differ by {diff}");
             assert!((a.label_mass - b.label_mass).abs() <= 1e-6);
             let sum: f64 = a.probs.iter().sum();
-            assert!((sum - 1.0).abs() < 1e-9, "{name}: probabilities sum to {sum}");
+            assert!(
+                (sum - 1.0).abs() < 1e-9,
+                "{name}: probabilities sum to {sum}"
+            );
             assert!(a.label_mass > 0.0 && a.label_mass <= 1.0 + 1e-9);
         }
         // Different contexts must actually change the distribution on a random model.
-        assert!(max_abs_diff(&shared[0].probs, &shared[1].probs) > 1e-4, "{name}");
+        assert!(
+            max_abs_diff(&shared[0].probs, &shared[1].probs) > 1e-4,
+            "{name}"
+        );
     }
 }
 
@@ -71,7 +106,11 @@ fn chunked_prefill_equals_one_shot() {
     let la = one_shot.logits(&tokens, &positions).unwrap();
     let lb = chunked.logits(&tokens, &positions).unwrap();
     for (ra, rb) in la.iter().zip(&lb) {
-        let d = ra.iter().zip(rb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let d = ra
+            .iter()
+            .zip(rb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-4, "chunked logits differ by {d}");
     }
 }
@@ -87,8 +126,14 @@ fn multi_token_labels_follow_the_chain_rule() {
 
     let prompt_ids = engine.tokenize(&prompt.text).unwrap();
     let logprob = |label: &str| -> (Vec<u32>, f64) {
-        let ids = engine.tokenize(&format!("{}{}{}", prompt.text, prompt.separator, label)).unwrap();
-        assert_eq!(&ids[..prompt_ids.len()], &prompt_ids[..], "label {label} keeps the prompt's tokens");
+        let ids = engine
+            .tokenize(&format!("{}{}{}", prompt.text, prompt.separator, label))
+            .unwrap();
+        assert_eq!(
+            &ids[..prompt_ids.len()],
+            &prompt_ids[..],
+            "label {label} keeps the prompt's tokens"
+        );
         let positions: Vec<usize> = (prompt_ids.len() - 1..ids.len() - 1).collect();
         let rows = engine.logits(&ids, &positions).unwrap();
         let lp = rows
@@ -96,7 +141,12 @@ fn multi_token_labels_follow_the_chain_rule() {
             .zip(&ids[prompt_ids.len()..])
             .map(|(row, &t)| {
                 let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
-                let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&x| (x as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
                 row[t as usize] as f64 - lse
             })
             .sum();
@@ -104,14 +154,23 @@ fn multi_token_labels_follow_the_chain_rule() {
     };
     let (ten_tokens, lp10) = logprob("10");
     let (one_tokens, lp1) = logprob("1");
-    assert_eq!(ten_tokens.len(), one_tokens.len() + 1, "\"10\" should extend \"1\" by a token");
+    assert_eq!(
+        ten_tokens.len(),
+        one_tokens.len() + 1,
+        "\"10\" should extend \"1\" by a token"
+    );
     assert_eq!(ten_tokens[..one_tokens.len()], one_tokens[..]);
     let (_, lp11) = logprob("11");
     let (_, lp12) = logprob("12");
     // "1" only keeps the mass of stopping after its digit.
     let p1 = lp1.exp() - (lp10.exp() + lp11.exp() + lp12.exp());
     let mass: f64 = dist.label_mass;
-    assert!((dist.probs[0] - p1 / mass).abs() < 1e-5, "{} vs {}", dist.probs[0], p1 / mass);
+    assert!(
+        (dist.probs[0] - p1 / mass).abs() < 1e-5,
+        "{} vs {}",
+        dist.probs[0],
+        p1 / mass
+    );
     assert!((dist.probs[9] - lp10.exp() / mass).abs() < 1e-5);
     let (_, lp7) = logprob("7");
     assert!((dist.probs[6] - lp7.exp() / mass).abs() < 1e-5);
@@ -126,9 +185,15 @@ fn token_queries_share_prefixes_exactly() {
     for tail in 0..5u32 {
         let mut t = base.clone();
         t.extend([tail + 10, tail + 20, 30]);
-        queries.push(TokenQuery { tokens: t, score_from: 30 });
+        queries.push(TokenQuery {
+            tokens: t,
+            score_from: 30,
+        });
     }
-    queries.push(TokenQuery { tokens: base.clone(), score_from: 1 });
+    queries.push(TokenQuery {
+        tokens: base.clone(),
+        score_from: 1,
+    });
     let (shared, stats) = engine.evaluate(&queries).unwrap();
     assert_eq!(stats.forks, 4, "five tails branch off one node");
     for (q, lp) in queries.iter().zip(&shared) {
@@ -147,23 +212,46 @@ fn token_queries_share_prefixes_exactly() {
 fn generation_is_deterministic_and_bounded() {
     let engine = tiny_engine("generate", &TinySpec::default(), 64);
     let prompt = variants(&engine).remove(0).text;
-    let greedy = debias_guard::GenerateOptions { max_tokens: 12, ..Default::default() };
+    let greedy = debias_guard::GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
     let a = engine.generate(&prompt, &greedy).unwrap();
     let b = engine.generate(&prompt, &greedy).unwrap();
     assert_eq!(a, b);
     assert!(a.tokens.len() <= 12);
-    let sampled = debias_guard::GenerateOptions { max_tokens: 12, temperature: 8.0, seed: 42, ..Default::default() };
+    let sampled = debias_guard::GenerateOptions {
+        max_tokens: 12,
+        temperature: 8.0,
+        seed: 42,
+        ..Default::default()
+    };
     let s1 = engine.generate(&prompt, &sampled).unwrap();
     let s2 = engine.generate(&prompt, &sampled).unwrap();
     assert_eq!(s1, s2, "same seed, same text");
     let other = engine
-        .generate(&prompt, &debias_guard::GenerateOptions { seed: 43, ..sampled.clone() })
+        .generate(
+            &prompt,
+            &debias_guard::GenerateOptions {
+                seed: 43,
+                ..sampled.clone()
+            },
+        )
         .unwrap();
-    assert_ne!(s1.tokens, other.tokens, "another seed should sample differently");
+    assert_ne!(
+        s1.tokens, other.tokens,
+        "another seed should sample differently"
+    );
     if !a.text.is_empty() {
         let stop_at = a.text.chars().last().unwrap().to_string();
         let stopped = engine
-            .generate(&prompt, &debias_guard::GenerateOptions { stop: vec![stop_at.clone()], ..greedy })
+            .generate(
+                &prompt,
+                &debias_guard::GenerateOptions {
+                    stop: vec![stop_at.clone()],
+                    ..greedy
+                },
+            )
             .unwrap();
         assert!(!stopped.text.contains(&stop_at));
     }

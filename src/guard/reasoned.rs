@@ -1,0 +1,171 @@
+//! Reasoned mode: the model writes a short reasoning before its rating, and the rating
+//! distribution is read after that reasoning. The prompt is the normal one (same builder) plus
+//! one instruction, rendered with the assistant turn opened but without the answer prefix.
+
+use crate::engine::{Engine, FinishReason, GenerateOptions, LabelPrompt};
+use crate::error::{Error, Result};
+use crate::prompt::{PromptBuilder, Transcript};
+use crate::rubric::RubricItem;
+use serde::{Deserialize, Serialize};
+
+/// Default bound on reasoning length, in tokens.
+pub const DEFAULT_REASONING_TOKENS: usize = 96;
+/// Largest reasoning length accepted, in tokens.
+pub const MAX_REASONING_TOKENS: usize = 1_024;
+
+/// How reasoning is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReasoningOptions {
+    /// Most reasoning tokens (1..=[`MAX_REASONING_TOKENS`]).
+    pub max_tokens: usize,
+    /// Softmax temperature; 0 = greedy.
+    pub temperature: f64,
+    /// Nucleus sampling threshold (0 < top_p ≤ 1).
+    pub top_p: f64,
+    /// Sampler seed; every variant uses the same seed, so differences come from the context.
+    pub seed: u64,
+}
+
+impl Default for ReasoningOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_REASONING_TOKENS,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl ReasoningOptions {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_tokens == 0 || self.max_tokens > MAX_REASONING_TOKENS {
+            return Err(Error::InvalidInput(format!(
+                "reasoning max_tokens {} is outside 1..={MAX_REASONING_TOKENS}",
+                self.max_tokens
+            )));
+        }
+        self.generate_options("Rating:").validate()
+    }
+
+    fn generate_options(&self, answer_prefix: &str) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            stop: vec![answer_prefix.to_string()],
+        }
+    }
+}
+
+/// The instruction appended to the user turn in reasoned mode (`{prefix}` is the answer prefix).
+pub const REASONING_INSTRUCTION: &str = "Before rating, reason briefly: write at most three \
+sentences about what the transcript shows for this item. Then give your answer on a new line \
+as \"{prefix} N\".";
+
+/// One variant's reasoning and the prompt its rating is read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reasoned {
+    /// Rendered prompt the reasoning was generated from (assistant turn open, no answer prefix).
+    pub prompt_text: String,
+    /// The generated reasoning (cut at the answer prefix or the first control token).
+    pub reasoning: String,
+    /// Why generation ended.
+    pub finish: FinishReason,
+    /// `prompt_text + reasoning + "\n" + answer_prefix`, ready to score.
+    pub label_prompt: LabelPrompt,
+}
+
+/// The rendered reasoning prompt for one transcript × item × optional context.
+pub fn reasoning_prompt(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    item: &RubricItem,
+    context: Option<&str>,
+    mitigate: bool,
+) -> Result<String> {
+    let mut prompt = builder.build(transcript, item, context, mitigate)?;
+    let instruction = REASONING_INSTRUCTION.replace("{prefix}", &prompt.answer_prefix);
+    let user = prompt
+        .messages
+        .iter_mut()
+        .rev()
+        .find(|m| m.role == "user")
+        .ok_or_else(|| Error::InvalidInput("the prompt has no user turn".into()))?;
+    user.content.push_str("\n\n");
+    user.content.push_str(&instruction);
+    // `render` refuses control tokens in the messages and appends the answer prefix; the
+    // reasoning goes where that prefix would be.
+    let rendered = engine.render(&prompt)?;
+    let text = rendered
+        .strip_suffix(&prompt.answer_prefix)
+        .unwrap_or(&rendered);
+    Ok(text.to_string())
+}
+
+/// The label prompt read after a reasoning: `prompt_text + reasoning + "\n" + answer_prefix`
+/// (without the newline when the reasoning is empty).
+pub fn label_prompt_after(
+    prompt_text: &str,
+    reasoning: &str,
+    item: &RubricItem,
+    builder: &PromptBuilder,
+) -> LabelPrompt {
+    let layout = builder.layout();
+    let mut text = String::with_capacity(prompt_text.len() + reasoning.len() + 16);
+    text.push_str(prompt_text);
+    if !reasoning.is_empty() {
+        text.push_str(reasoning);
+        text.push('\n');
+    }
+    text.push_str(&layout.answer_prefix);
+    LabelPrompt {
+        text,
+        labels: item.labels.clone(),
+        values: item.label_values(),
+        separator: layout.label_separator.clone(),
+    }
+}
+
+/// Generates one variant's reasoning and builds the prompt its rating is read from.
+pub fn reason(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    item: &RubricItem,
+    context: Option<&str>,
+    mitigate: bool,
+    options: &ReasoningOptions,
+) -> Result<Reasoned> {
+    options.validate()?;
+    let prompt_text = reasoning_prompt(engine, builder, transcript, item, context, mitigate)?;
+    let generation = engine.generate(
+        &prompt_text,
+        &options.generate_options(&builder.layout().answer_prefix),
+    )?;
+    let reasoning = clean_reasoning(engine, &generation.text);
+    let label_prompt = label_prompt_after(&prompt_text, &reasoning, item, builder);
+    Ok(Reasoned {
+        prompt_text,
+        reasoning,
+        finish: generation.finish,
+        label_prompt,
+    })
+}
+
+/// Cuts the text at the first control token written in it (a turn marker would end the
+/// assistant's turn) and trims trailing whitespace.
+fn clean_reasoning(engine: &Engine, text: &str) -> String {
+    let mut cut = text.len();
+    while let Some(special) = engine.tokenizer().find_special_text(&text[..cut]) {
+        match text[..cut].find(special) {
+            Some(pos) => cut = pos,
+            None => break,
+        }
+    }
+    text[..cut].trim_end().to_string()
+}
