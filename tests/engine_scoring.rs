@@ -256,3 +256,23 @@ fn generation_is_deterministic_and_bounded() {
         assert!(!stopped.text.contains(&stop_at));
     }
 }
+
+#[test]
+fn quantized_kernels_agree_with_dense_weights() {
+    use debias_guard::model::WeightFormat;
+    let spec = TinySpec { dtype: GgmlDType::Q8_0, ..TinySpec::default() };
+    let path = common::tiny_model("as-stored", &spec);
+    let open = |weight_format| {
+        Engine::open(&path, &debias_guard::EngineOptions { threads: 2, weight_format, ..Default::default() }).unwrap()
+    };
+    let dense = open(WeightFormat::DenseF32);
+    let stored = open(WeightFormat::AsStored);
+    let prompts = variants(&dense);
+    let (a, _) = dense.score_many(&prompts[..2]).unwrap();
+    let (b, _) = stored.score_many(&prompts[..2]).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        // candle's quantized kernels round activations to 8 bits; the weights are identical.
+        let d = max_abs_diff(&x.probs, &y.probs);
+        assert!(d < 2e-2, "dense vs quantized kernels differ by {d}");
+    }
+}

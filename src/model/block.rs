@@ -92,9 +92,9 @@ impl Block {
         *kv = Some((k.clone(), v.clone()));
         // Query heads that share a kv head are stacked along the row axis, so one matmul per kv
         // head serves the whole group without repeating keys and values in memory.
-        let q = q.reshape((1, n_kv, groups * len, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
+        // Scaling the queries costs len × hd multiplications instead of len × context.
+        let q = (q.reshape((1, n_kv, groups * len, hd))? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?;
         let scores = match ctx.mask {
             Some(mask) => scores.broadcast_add(mask)?,
             None => scores,

@@ -1,0 +1,54 @@
+# debias-guard: the two entry points are `make audit` (main job) and `make test`.
+
+MODEL      := models/SmolLM2-135M-Instruct.Q4_1.gguf
+BIN        := target/release/debias-guard
+TRANSCRIPT := assets/transcripts/fractions_discussion.txt
+CARGO      ?= cargo
+
+.PHONY: all model build audit test lint unit bench fixtures clean
+
+all: build
+
+## Fetch the default model (sha256-checked) if it is missing.
+model: $(MODEL)
+$(MODEL):
+	bash scripts/fetch_model.sh models
+
+## Release build of the library (rlib, cdylib, staticlib) and the CLI.
+build:
+	$(CARGO) build --release --locked
+
+## Main job: audit a bundled sample transcript with the default rubric and probe catalog.
+audit: model build
+	mkdir -p target/audit
+	$(BIN) audit --model $(MODEL) --transcript $(TRANSCRIPT) \
+	    --json target/audit/report.json --html target/audit/report.html
+
+## Formatting and lints (warnings are errors).
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+## All tests: tiny generated models and the real default model.
+unit: model
+	$(CARGO) test --release --locked
+
+test: lint unit
+
+## Benchmarks on the real model; see docs/BENCHMARKS.md.
+bench: model
+	$(CARGO) bench --locked --bench engine
+	bash scripts/setup_reference_env.sh
+	.venv-ref/bin/python scripts/bench_llamacpp.py --prompts target/bench/prompts.json --out target/bench/llamacpp.json
+
+## Regenerate the llama.cpp parity fixtures (needs the reference venv; several minutes).
+fixtures: model
+	bash scripts/setup_reference_env.sh
+	$(CARGO) run --release --locked --example parity_prompts
+	.venv-ref/bin/python scripts/llamacpp_reference.py --out tests/fixtures/llamacpp_reference.json
+	.venv-ref/bin/python scripts/dequantize_gguf.py $(MODEL) models/SmolLM2-135M-Instruct.F32.gguf
+	.venv-ref/bin/python scripts/llamacpp_reference.py --model models/SmolLM2-135M-Instruct.F32.gguf \
+	    --out tests/fixtures/llamacpp_reference_f32.json
+
+clean:
+	$(CARGO) clean
