@@ -260,10 +260,21 @@ fn generation_is_deterministic_and_bounded() {
 #[test]
 fn quantized_kernels_agree_with_dense_weights() {
     use debias_guard::model::WeightFormat;
-    let spec = TinySpec { dtype: GgmlDType::Q8_0, ..TinySpec::default() };
+    let spec = TinySpec {
+        dtype: GgmlDType::Q8_0,
+        ..TinySpec::default()
+    };
     let path = common::tiny_model("as-stored", &spec);
     let open = |weight_format| {
-        Engine::open(&path, &debias_guard::EngineOptions { threads: 2, weight_format, ..Default::default() }).unwrap()
+        Engine::open(
+            &path,
+            &debias_guard::EngineOptions {
+                threads: 2,
+                weight_format,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     };
     let dense = open(WeightFormat::DenseF32);
     let stored = open(WeightFormat::AsStored);
@@ -275,4 +286,53 @@ fn quantized_kernels_agree_with_dense_weights() {
         let d = max_abs_diff(&x.probs, &y.probs);
         assert!(d < 2e-2, "dense vs quantized kernels differ by {d}");
     }
+}
+
+#[test]
+fn one_engine_serves_many_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    let engine = tiny_engine("threads", &TinySpec::default(), 64);
+    let prompts = variants(&engine);
+    let serial = engine.score_from_scratch(&prompts).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (engine, prompts) = (&engine, &prompts);
+                s.spawn(move || engine.score(&prompts[i * 3]).unwrap())
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let got = h.join().unwrap();
+            assert!(max_abs_diff(&got.probs, &serial[i * 3].probs) <= 1e-6);
+        }
+    });
+}
+
+#[test]
+fn llama3_rope_frequency_factors_are_applied() {
+    use candle_core::quantized::QTensor;
+    use candle_core::{Device, Tensor};
+    use debias_guard::tiny::{tiny_gguf_parts, write_gguf};
+    let dir = common::scratch_dir("rope-freqs");
+    let spec = TinySpec::default();
+    let head_dim = spec.hidden / spec.heads;
+    let with_factors = |name: &str, factor: f32| {
+        let (md, mut tensors) = tiny_gguf_parts(&spec).unwrap();
+        let f = Tensor::from_vec(vec![factor; head_dim / 2], head_dim / 2, &Device::Cpu).unwrap();
+        tensors.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&f, GgmlDType::F32).unwrap(),
+        ));
+        let path = dir.join(name);
+        write_gguf(&path, &md, &tensors).unwrap();
+        Engine::open(&path, &debias_guard::EngineOptions::default()).unwrap()
+    };
+    let plain = tiny_engine("rope-plain", &spec, 64);
+    let ones = with_factors("ones.gguf", 1.0);
+    let scaled = with_factors("eights.gguf", 8.0);
+    let prompt = variants(&plain).remove(0);
+    let a = plain.score(&prompt).unwrap();
+    assert!(max_abs_diff(&a.probs, &ones.score(&prompt).unwrap().probs) <= 1e-7);
+    assert!(max_abs_diff(&a.probs, &scaled.score(&prompt).unwrap().probs) > 1e-4);
 }
