@@ -14,23 +14,34 @@ const TRANSCRIPT: &str = "assets/transcripts/fractions_discussion.txt";
 const PROBES: &str = "assets/probes/default.json";
 
 fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The first train wording of each category's high pole, then one control: 8 contexts.
 fn contexts() -> Vec<(String, String)> {
-    let catalog: Value = serde_json::from_str(&std::fs::read_to_string(PROBES).expect("probe catalog")).expect("json");
+    let catalog: Value =
+        serde_json::from_str(&std::fs::read_to_string(PROBES).expect("probe catalog"))
+            .expect("json");
     let mut out: Vec<(String, String)> = catalog["categories"]
         .as_array()
         .expect("categories")
         .iter()
         .map(|c| {
             let w = &c["poles"]["high"]["wordings"][0];
-            (w["id"].as_str().unwrap().to_string(), w["text"].as_str().unwrap().to_string())
+            (
+                w["id"].as_str().unwrap().to_string(),
+                w["text"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     let control = &catalog["controls"][0];
-    out.push((control["id"].as_str().unwrap().to_string(), control["text"].as_str().unwrap().to_string()));
+    out.push((
+        control["id"].as_str().unwrap().to_string(),
+        control["text"].as_str().unwrap().to_string(),
+    ));
     out.truncate(8);
     out
 }
@@ -38,14 +49,26 @@ fn contexts() -> Vec<(String, String)> {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
 }
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -64,27 +87,53 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> usize) -> (f64, Vec<f64>, usize
 fn main() {
     let runs = env_usize("BENCH_RUNS", 5);
     let threads = env_usize("BENCH_THREADS", 2);
-    let engine = Engine::open(MODEL, &EngineOptions { threads, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{e}: run `make model` first"));
+    let engine = Engine::open(
+        MODEL,
+        &EngineOptions {
+            threads,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: run `make model` first"));
     let rubric = Rubric::builtin();
     let item = &rubric.items[0];
-    let transcript = Transcript::new(&std::fs::read_to_string(TRANSCRIPT).expect("transcript")).expect("valid");
+    let transcript =
+        Transcript::new(&std::fs::read_to_string(TRANSCRIPT).expect("transcript")).expect("valid");
     let builder = PromptBuilder::default();
-    let mut variants: Vec<(String, LabelPrompt)> =
-        vec![("neutral".into(), engine.rubric_prompt(&builder, &transcript, item, None, false).expect("prompt"))];
+    let mut variants: Vec<(String, LabelPrompt)> = vec![(
+        "neutral".into(),
+        engine
+            .rubric_prompt(&builder, &transcript, item, None, false)
+            .expect("prompt"),
+    )];
     for (id, text) in contexts() {
-        variants.push((id, engine.rubric_prompt(&builder, &transcript, item, Some(&text), false).expect("prompt")));
+        variants.push((
+            id,
+            engine
+                .rubric_prompt(&builder, &transcript, item, Some(&text), false)
+                .expect("prompt"),
+        ));
     }
     let prompts: Vec<LabelPrompt> = variants.iter().map(|(_, p)| p.clone()).collect();
-    let prompt_tokens: Vec<usize> =
-        prompts.iter().map(|p| engine.tokenize(&p.text).expect("tokenize").len()).collect();
+    let prompt_tokens: Vec<usize> = prompts
+        .iter()
+        .map(|p| engine.tokenize(&p.text).expect("tokenize").len())
+        .collect();
     std::fs::create_dir_all("target/bench").expect("mkdir");
-    let model_name = std::path::Path::new(MODEL).file_name().unwrap().to_string_lossy().into_owned();
+    let model_name = std::path::Path::new(MODEL)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let peer = json!({
         "model": model_name,
         "variants": variants.iter().map(|(id, p)| json!({"id": id, "text": p.text})).collect::<Vec<_>>(),
     });
-    std::fs::write("target/bench/prompts.json", serde_json::to_string_pretty(&peer).unwrap()).expect("write");
+    std::fs::write(
+        "target/bench/prompts.json",
+        serde_json::to_string_pretty(&peer).unwrap(),
+    )
+    .expect("write");
 
     let (single, single_runs, single_eval) = time_runs(runs, || {
         let (_, stats) = engine.score_many(&prompts[..1]).expect("score");
@@ -110,6 +159,10 @@ fn main() {
         },
         "peak_rss_mib": peak_rss_mib(),
     });
-    std::fs::write("target/bench/engine.json", serde_json::to_string_pretty(&report).unwrap()).expect("write");
+    std::fs::write(
+        "target/bench/engine.json",
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .expect("write");
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }

@@ -38,7 +38,8 @@ fn main() -> debias_guard::Result<()> {
         let text = std::fs::read_to_string(format!("assets/transcripts/{transcript}.txt"))
             .map_err(|e| debias_guard::Error::io(transcript, e))?;
         let item = rubric.item(item_id).expect("item exists");
-        let prompt = engine.rubric_prompt(&builder, &Transcript::new(&text)?, item, context, mitigate)?;
+        let prompt =
+            engine.rubric_prompt(&builder, &Transcript::new(&text)?, item, context, mitigate)?;
         prompts.push(json!({
             "id": format!("{transcript}/{item_id}"),
             "text": prompt.text,
@@ -51,8 +52,11 @@ fn main() -> debias_guard::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let doc = json!({ "model": file_name, "prompts": prompts });
-    std::fs::write(&out, serde_json::to_string_pretty(&doc).expect("json") + "\n")
-        .map_err(|e| debias_guard::Error::io(&out, e))?;
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&doc).expect("json") + "\n",
+    )
+    .map_err(|e| debias_guard::Error::io(&out, e))?;
     eprintln!("wrote {out}");
     Ok(())
 }
