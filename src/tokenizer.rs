@@ -324,3 +324,34 @@ fn int_array(value: &Value, key: &str) -> Result<Vec<i64>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    fn pieces(kind: PreTokenizerKind, text: &str) -> Vec<String> {
+        let pre = pre_tokenizer(kind).expect("builds");
+        let mut s = PreTokenizedString::from(text);
+        pre.pre_tokenize(&mut s).expect("splits");
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(piece, _, _)| piece.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_family_splits_numbers_its_own_way() {
+        // Byte-level pieces: a leading space shows as 'Ġ'.
+        assert_eq!(pieces(PreTokenizerKind::Llama3, "x 12345"), ["x", "Ġ", "123", "45"]);
+        assert_eq!(pieces(PreTokenizerKind::Qwen2, "x 123"), ["x", "Ġ", "1", "2", "3"]);
+        assert_eq!(pieces(PreTokenizerKind::SmolLm, "Rating: 12"), ["Rating", ":", "Ġ", "1", "2"]);
+        assert_eq!(pieces(PreTokenizerKind::Gpt2, "Rating: 12"), ["Rating", ":", "Ġ12"]);
+    }
+
+    #[test]
+    fn unknown_pre_tokenizer_is_an_error() {
+        let err = PreTokenizerKind::from_name("falcon").unwrap_err();
+        assert!(err.to_string().contains("falcon"));
+    }
+}
