@@ -6,12 +6,14 @@
 //! - [`model`]: the decoder (weights shared, per-call [`model::KvState`]);
 //! - [`tokenizer`], [`chat`]: text ↔ tokens from the model file's own metadata;
 //! - [`rubric`], [`prompt`]: what is rated and the one prompt builder;
-//! - [`engine`]: prompts → prefix tree → label distributions, and generation.
+//! - [`engine`]: prompts → prefix tree → label distributions, and generation;
+//! - [`guard`]: bias deltas, the probe catalog, audits, runtime checks and reports.
 
 pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod guard;
 pub mod model;
 pub mod prompt;
 pub mod rubric;
@@ -24,6 +26,10 @@ pub use engine::{
     ScoreDistribution,
 };
 pub use error::{Error, Result};
+pub use guard::{
+    audit, check, AuditMode, AuditOptions, AuditReport, AuditRequest, BiasDelta, CheckOptions,
+    CheckResult, ProbeCatalog, ReasoningOptions, SplitSelection, Thresholds,
+};
 pub use prompt::{PromptBuilder, PromptLayout, Transcript};
 pub use rubric::{Rubric, RubricItem};
 

@@ -112,7 +112,7 @@ pub fn byte_to_char() -> [char; 256] {
     map
 }
 
-/// Vocabulary and merges of the tiny tokenizer: every byte, merges for [`TINY_WORDS`] (with
+/// Vocabulary and merges of the tiny tokenizer: every byte, merges for a fixed list of common prompt words (with
 /// and without a leading space), and the control tokens. Returns (tokens, merges, types).
 pub fn tiny_vocabulary() -> (Vec<String>, Vec<String>, Vec<i32>) {
     let bytes = byte_to_char();
@@ -191,7 +191,7 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
         |t: &Tensor, dtype: GgmlDType| -> Result<QTensor> { Ok(QTensor::quantize(t, dtype)?) };
     let embd = tensor(&[vocab, spec.hidden], 1.0)?;
     // Embedding rows are not a multiple of every block size; keep them F32 unless they fit.
-    let embd_dtype = if spec.hidden % spec.dtype.block_size() == 0 {
+    let embd_dtype = if spec.hidden.is_multiple_of(spec.dtype.block_size()) {
         spec.dtype
     } else {
         GgmlDType::F32

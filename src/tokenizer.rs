@@ -343,10 +343,22 @@ mod tests {
     #[test]
     fn each_family_splits_numbers_its_own_way() {
         // Byte-level pieces: a leading space shows as 'Ġ'.
-        assert_eq!(pieces(PreTokenizerKind::Llama3, "x 12345"), ["x", "Ġ", "123", "45"]);
-        assert_eq!(pieces(PreTokenizerKind::Qwen2, "x 123"), ["x", "Ġ", "1", "2", "3"]);
-        assert_eq!(pieces(PreTokenizerKind::SmolLm, "Rating: 12"), ["Rating", ":", "Ġ", "1", "2"]);
-        assert_eq!(pieces(PreTokenizerKind::Gpt2, "Rating: 12"), ["Rating", ":", "Ġ12"]);
+        assert_eq!(
+            pieces(PreTokenizerKind::Llama3, "x 12345"),
+            ["x", "Ġ", "123", "45"]
+        );
+        assert_eq!(
+            pieces(PreTokenizerKind::Qwen2, "x 123"),
+            ["x", "Ġ", "1", "2", "3"]
+        );
+        assert_eq!(
+            pieces(PreTokenizerKind::SmolLm, "Rating: 12"),
+            ["Rating", ":", "Ġ", "1", "2"]
+        );
+        assert_eq!(
+            pieces(PreTokenizerKind::Gpt2, "Rating: 12"),
+            ["Rating", ":", "Ġ12"]
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl GgufFile {
         let raw = &self.bytes[start..start + info.size as usize];
         // candle reinterprets the bytes as blocks, which needs the blocks' alignment.
         let aligned;
-        let raw = if (raw.as_ptr() as usize) % 8 == 0 {
+        let raw = if (raw.as_ptr() as usize).is_multiple_of(8) {
             raw
         } else {
             aligned = AlignedBytes::copy_of(raw);
@@ -226,7 +226,7 @@ fn tensor_bytes(dims: &[usize], dtype: GgmlDType) -> Option<u64> {
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
     let block = dtype.block_size() as u64;
     let row = *dims.last()? as u64;
-    if row % block != 0 {
+    if !row.is_multiple_of(block) {
         return None;
     }
     (elems / block).checked_mul(dtype.type_size() as u64)

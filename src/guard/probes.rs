@@ -269,7 +269,8 @@ impl ProbeCatalog {
             if !wording_ids.insert(w.id.clone()) {
                 return Err(err(&w.id, format!("duplicate wording id `{}`", w.id)));
             }
-            validate_context(&w.text).map_err(|e| err(&w.id, format!("wording `{}`: {e}", w.id)))?;
+            validate_context(&w.text)
+                .map_err(|e| err(&w.id, format!("wording `{}`: {e}", w.id)))?;
             if w.text.trim() != w.text {
                 return Err(err(
                     &w.id,

@@ -77,9 +77,10 @@ impl ModelInfo {
         let (sha256, size_bytes) = sha256_file(path)?;
         let config = engine.config();
         Ok(Self {
-            file_name: path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+            file_name: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
             sha256,
             size_bytes,
             architecture: config.architecture.key_prefix().to_string(),
@@ -355,7 +356,7 @@ impl AuditReport {
 }
 
 /// Writes `text` to `path`, creating parent folders.
-pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
             path: dir.to_path_buf(),

@@ -134,7 +134,10 @@ impl ModelConfig {
                 format!("{} is out of range", self.hidden_size),
             );
         }
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0
+            || self.n_kv_heads == 0
+            || !self.n_heads.is_multiple_of(self.n_kv_heads)
+        {
             return bad(
                 "attention.head_count_kv",
                 format!(
@@ -143,7 +146,7 @@ impl ModelConfig {
                 ),
             );
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.head_dim > 1024 {
             return bad(
                 "attention.key_length",
                 format!("head width {} must be even and positive", self.head_dim),

@@ -6,6 +6,8 @@ mod config;
 mod kv;
 mod rope;
 
+pub mod kernels;
+
 pub use config::{Architecture, ModelConfig};
 pub use kv::KvState;
 

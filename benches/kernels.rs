@@ -1,0 +1,160 @@
+//! The packed linear kernel against candle's f32 matmul (`x.matmul(&w.t())`) on the decoder's
+//! shapes, side by side: per shape and run, candle then ours, each timed over enough calls to
+//! last a few milliseconds; medians of the runs, GFLOP/s and the ratio.
+//!
+//! Run: `RAYON_NUM_THREADS=2 cargo bench --bench kernels`. Options via env: BENCH_RUNS (9),
+//! BENCH_MS (per timed batch, 20), BENCH_M / BENCH_NK (filters, e.g. `BENCH_M=30,512`,
+//! `BENCH_NK=576x576`).
+
+use candle_core::{Device, Tensor};
+use debias_guard::model::kernels::PackedLinear;
+use std::time::Instant;
+
+const MS: [usize; 4] = [1, 30, 512, 700];
+const NK: [(usize, usize); 5] = [
+    (576, 576),
+    (192, 576),
+    (1536, 576),
+    (576, 1536),
+    (49152, 576),
+];
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(key: &str) -> Option<Vec<String>> {
+    std::env::var(key)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Seconds per call of `f`, timed over a batch of `iters` calls.
+fn time_batch(iters: usize, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed().as_secs_f64() / iters as f64
+}
+
+/// Calls per batch so that one batch lasts about `ms` milliseconds.
+fn calibrate(ms: f64, mut f: impl FnMut()) -> usize {
+    f();
+    let once = time_batch(1, &mut f).max(1e-7);
+    ((ms * 1e-3 / once).ceil() as usize).clamp(1, 100_000)
+}
+
+fn main() -> candle_core::Result<()> {
+    let runs = env_usize("BENCH_RUNS", 9).max(7);
+    let ms = env_usize("BENCH_MS", 20) as f64;
+    let threads = env_usize("RAYON_NUM_THREADS", 2);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .expect("rayon pool");
+    let m_filter = env_list("BENCH_M");
+    let nk_filter = env_list("BENCH_NK");
+    let dev = Device::Cpu;
+    println!(
+        "threads {threads} (candle sees {}), {runs} runs x ~{ms} ms, median per call",
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "{:>4} {:>6} {:>5} | {:>10} {:>8} | {:>10} {:>8} | {:>5}",
+        "m", "n", "k", "candle us", "GFLOP/s", "ours us", "GFLOP/s", "ratio"
+    );
+    for &(n, k) in &NK {
+        if nk_filter
+            .as_ref()
+            .is_some_and(|f| !f.contains(&format!("{n}x{k}")))
+        {
+            continue;
+        }
+        let w = values(n * k, (n + k) as u64);
+        let packed = PackedLinear::pack(&w, n, k).unwrap_or_else(|| {
+            eprintln!("no AVX-512F: timing the portable kernel");
+            PackedLinear::pack_portable(&w, n, k)
+        });
+        let wt = Tensor::from_slice(&w, (n, k), &dev)?;
+        for &m in &MS {
+            if m_filter
+                .as_ref()
+                .is_some_and(|f| !f.contains(&m.to_string()))
+            {
+                continue;
+            }
+            let x = values(m * k, m as u64);
+            let xt = Tensor::from_slice(&x, (m, k), &dev)?;
+            let mut out = vec![0.0f32; m * n];
+
+            // Same answer first.
+            let reference: Vec<f32> = xt.matmul(&wt.t()?)?.flatten_all()?.to_vec1()?;
+            packed.forward(&x, m, &mut out);
+            let err = reference
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
+                .fold(0.0f32, f32::max);
+            assert!(err < 1e-4, "m={m} n={n} k={k}: max rel diff {err}");
+
+            let mut candle = || {
+                let y = xt.matmul(&wt.t().unwrap()).unwrap();
+                std::hint::black_box(y);
+            };
+            let mut ours = || {
+                packed.forward(std::hint::black_box(&x), m, &mut out);
+                std::hint::black_box(&mut out);
+            };
+            let (ic, io) = (calibrate(ms, &mut candle), calibrate(ms, &mut ours));
+            let (mut tc, mut to) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                tc.push(time_batch(ic, &mut candle));
+                to.push(time_batch(io, &mut ours));
+            }
+            let (bc, bo) = (
+                tc.iter().copied().fold(f64::MAX, f64::min),
+                to.iter().copied().fold(f64::MAX, f64::min),
+            );
+            let (tc, to) = (median(tc), median(to));
+            let flops = 2.0 * (m * n * k) as f64;
+            println!(
+                "{m:>4} {n:>6} {k:>5} | {:>10.1} {:>8.1} | {:>10.1} {:>8.1} | {:>5.2} | best {:>6.1} {:>6.1} {:>5.2}",
+                tc * 1e6,
+                flops / tc * 1e-9,
+                to * 1e6,
+                flops / to * 1e-9,
+                tc / to,
+                flops / bc * 1e-9,
+                flops / bo * 1e-9,
+                bc / bo
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,457 @@
+//! Dense f32 linear layers (`y = x · Wᵀ`) on the CPU, faster than candle's generic matmul for
+//! the decoder's shapes: the weight is repacked once into cache-sized blocks of 32-column
+//! panels, and an AVX-512F register tile (up to 12 rows × 32 columns) runs over them, the work
+//! spread over the current rayon pool.
+//!
+//! [`PackedLinear::pack`] answers `None` on CPUs without AVX-512F, so the caller can keep its
+//! existing path; [`PackedLinear::pack_portable`] builds the same structure with a plain-Rust
+//! micro-kernel (any target; slower, used to test the blocking logic everywhere).
+//!
+//! Blocking, for `x [m, k] · Wᵀ [k, n]`:
+//! - `k` is cut into blocks of at most [`KC`] steps; the packed weight holds block after block,
+//!   each the `ceil(n / 32)` panels of `kc × 32` values (so any run of panels of one block is
+//!   one contiguous slice);
+//! - rows of `x` go in tiles of at most 12, packed per block of `k` (`pack::pack_rows`);
+//! - a task (rows × panels, run on one thread) walks its weight blocks of about [`NC_BYTES`]
+//!   (in L2) and runs each row tile (in L1) over all the panels of the block, while it
+//!   prefetches the next block;
+//! - one row (`m == 1`) streams the weights once instead (a matrix-vector product).
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod pack;
+
+use pack::AlignedBuf;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::fmt;
+use std::ops::Range;
+
+/// Columns of `Wᵀ` per packed panel (two 16-lane registers).
+const NR: usize = 32;
+/// Most rows of `x` in one register tile.
+const MR_MAX: usize = 12;
+/// Steps of `k` per group in a packed block of rows (the micro-kernel's unrolling).
+const KU: usize = 8;
+/// Largest block of `k`: a row tile's packed block (`MR_MAX × KC` values, 24 KiB) stays in L1
+/// while the panels of a weight block stream past it.
+const KC: usize = 640;
+/// Bytes of packed weights per block of panels: stays in L2 (next to the one being
+/// prefetched) while every row tile of a task runs over it.
+const NC_BYTES: usize = 256 << 10;
+/// Most row tiles per task (their packed rows of `x` stay in L2 next to the weight block).
+const MC_TILES: usize = 32;
+/// Below this many multiply-adds one thread does the whole product (no rayon hand-off).
+const PAR_MIN_MACS: usize = 1 << 19;
+/// Fixed cost of one parallel task, in multiply-add equivalents (hand-off, cache warm-up).
+const TASK_COST_MACS: usize = 1 << 17;
+/// Panels per task for the one-row (matrix-vector) product.
+const GEMV_PANELS: usize = 32;
+
+/// One call of the micro-kernel: for every destination row `r` and `j < cols`,
+/// `c[r][col + j] (+)= Σ_p A[r][p] · B[p][j]`, where `a` holds `A` (`rows × kc`) packed by
+/// `pack::pack_rows` and `b` the `ceil(cols / NR)` consecutive panels of `B` (`kc × NR`
+/// each); adds to `c` when `accumulate`, overwrites it otherwise. `prefetch` is data needed
+/// soon after (pulled towards L2 meanwhile; may be empty).
+struct Tile<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    kc: usize,
+    col: usize,
+    cols: usize,
+    accumulate: bool,
+    prefetch: &'a [f32],
+}
+
+/// Which micro-kernel runs the tiles.
+#[derive(Clone, Copy, Debug)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+    Portable,
+}
+
+impl Isa {
+    /// Runs one register tile into the rows `c` (each at least `t.col + t.cols` long).
+    fn tile(self, t: &Tile<'_>, c: &mut [&mut [f32]]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(isa) => isa.tile(t, c),
+            Isa::Portable => portable_tile(t, c),
+        }
+    }
+
+    /// `out[j] (+)= Σ_p x[p] · b[p * NR + j]` for `j < out.len() <= NR`, `p < x.len()`.
+    fn gemv_panel(self, x: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(isa) => isa.gemv_panel(x, b, out, accumulate),
+            Isa::Portable => portable_gemv_panel(x, b, out, accumulate),
+        }
+    }
+}
+
+/// Plain-Rust version of the register tile (same layouts and contract as the AVX-512 one).
+fn portable_tile(t: &Tile<'_>, c: &mut [&mut [f32]]) {
+    let (mr, kc) = (c.len(), t.kc);
+    assert!((1..=MR_MAX).contains(&mr));
+    let a = &t.a[..packed_rows_len(mr, kc)];
+    for (j, b) in
+        t.b.chunks_exact(kc * NR)
+            .take(t.cols.div_ceil(NR))
+            .enumerate()
+    {
+        let cols = NR.min(t.cols - j * NR);
+        let mut acc = [[0.0f32; NR]; MR_MAX];
+        for (p, bp) in b.chunks_exact(NR).enumerate() {
+            let group = &a[p / KU * mr * KU..];
+            for (r, acc) in acc.iter_mut().take(mr).enumerate() {
+                let av = group[r * KU + p % KU];
+                for (s, &bv) in acc.iter_mut().zip(bp) {
+                    *s += av * bv;
+                }
+            }
+        }
+        for (row, acc) in c.iter_mut().zip(&acc) {
+            let dst = &mut row[t.col + j * NR..t.col + j * NR + cols];
+            if t.accumulate {
+                dst.iter_mut().zip(acc).for_each(|(d, s)| *d += s);
+            } else {
+                dst.copy_from_slice(&acc[..cols]);
+            }
+        }
+    }
+}
+
+/// Plain-Rust version of the one-row panel product.
+fn portable_gemv_panel(x: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
+    let mut acc = [0.0f32; NR];
+    for (&xv, bp) in x.iter().zip(b[..x.len() * NR].chunks_exact(NR)) {
+        acc.iter_mut().zip(bp).for_each(|(s, &bv)| *s += xv * bv);
+    }
+    for (o, s) in out.iter_mut().zip(acc) {
+        *o = if accumulate { *o + s } else { s };
+    }
+}
+
+/// Length of a packed block of `mr` rows × `kc` steps of `k` (see `pack::pack_rows`).
+fn packed_rows_len(mr: usize, kc: usize) -> usize {
+    kc.div_ceil(KU) * mr * KU
+}
+
+thread_local! {
+    /// Per-thread scratch for packed blocks of `x`, reused across calls.
+    static PACK_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Start of part `i` when `total` items are cut into `parts` parts whose sizes differ by at
+/// most one (larger parts first).
+fn part_start(i: usize, total: usize, parts: usize) -> usize {
+    i * (total / parts) + i.min(total % parts)
+}
+
+/// A weight matrix `W` (`[n, k]`: `n` output features, `k` input features, row-major)
+/// repacked for the kernel, so that [`PackedLinear::forward`] computes `x · Wᵀ`.
+#[derive(Clone)]
+pub struct PackedLinear {
+    n: usize,
+    k: usize,
+    /// Blocks of `k` (see `pack::pack_weights`).
+    k_blocks: usize,
+    packed: AlignedBuf,
+    isa: Isa,
+}
+
+impl fmt::Debug for PackedLinear {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackedLinear")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("isa", &self.isa)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One unit of parallel work: a block of row tiles times a block of panels, with the output
+/// segments it owns (`rows[i]` = row `row0 + i`, the columns of its panels only).
+struct Task<'a> {
+    row0: usize,
+    tiles: Range<usize>,
+    panels: Range<usize>,
+    rows: Vec<&'a mut [f32]>,
+}
+
+impl PackedLinear {
+    /// Packs `w` (`[n, k]`, row-major; `w.len() >= n * k`) for the AVX-512F kernel. `None` when
+    /// the CPU lacks AVX-512F (or is not x86-64): the caller keeps its generic matmul.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(token) = avx512::Avx512::detect() {
+            return Some(Self::pack_with(w, n, k, Isa::Avx512(token)));
+        }
+        let _ = (w, n, k);
+        None
+    }
+
+    /// Packs `w` like [`PackedLinear::pack`] but for the plain-Rust micro-kernel, on any CPU.
+    /// Same results up to rounding, several times slower than the AVX-512F kernel.
+    pub fn pack_portable(w: &[f32], n: usize, k: usize) -> Self {
+        Self::pack_with(w, n, k, Isa::Portable)
+    }
+
+    fn pack_with(w: &[f32], n: usize, k: usize, isa: Isa) -> Self {
+        let len = n.checked_mul(k).expect("n * k overflows");
+        assert!(
+            w.len() >= len,
+            "weight has {} values, need {n} x {k}",
+            w.len()
+        );
+        let k_blocks = k.div_ceil(KC).max(1);
+        let packed = pack::pack_weights(
+            &w[..len],
+            n,
+            k,
+            |kb| part_start(kb, k, k_blocks)..part_start(kb + 1, k, k_blocks),
+            k_blocks,
+        );
+        Self {
+            n,
+            k,
+            k_blocks,
+            packed,
+            isa,
+        }
+    }
+
+    /// Output features (rows of `W`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features (columns of `W`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// `true` when the AVX-512F micro-kernel runs (else the portable one).
+    pub fn is_simd(&self) -> bool {
+        !matches!(self.isa, Isa::Portable)
+    }
+
+    /// `out[i, j] = Σ_p x[i, p] · W[j, p]` for `i < m`, `j < n`: `x` is `[m, k]` and `out`
+    /// `[m, n]`, both row-major; the first `m * n` values of `out` are overwritten. Runs on
+    /// the current rayon pool when the product is large enough to share.
+    ///
+    /// # Panics
+    /// When `x.len() < m * k` or `out.len() < m * n`.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        let x_len = m.checked_mul(k).expect("m * k overflows");
+        let out_len = m.checked_mul(n).expect("m * n overflows");
+        assert!(x.len() >= x_len, "x has {} values, need {m} x {k}", x.len());
+        assert!(
+            out.len() >= out_len,
+            "out has {} values, need {m} x {n}",
+            out.len()
+        );
+        let (x, out) = (&x[..x_len], &mut out[..out_len]);
+        if out_len == 0 {
+            return;
+        }
+        if k == 0 {
+            out.fill(0.0);
+        } else if m == 1 {
+            self.gemv(x, out);
+        } else {
+            self.gemm(x, m, out);
+        }
+    }
+
+    /// Steps of `k` in block `kb`.
+    fn k_range(&self, kb: usize) -> Range<usize> {
+        part_start(kb, self.k, self.k_blocks)..part_start(kb + 1, self.k, self.k_blocks)
+    }
+
+    /// Panels `panels` of block `kb`: one slice, `kc × NR` values per panel.
+    fn block(&self, kb: usize, panels: Range<usize>) -> &[f32] {
+        let ks = self.k_range(kb);
+        let base = ks.start * self.n.div_ceil(NR) * NR;
+        let per = ks.len() * NR;
+        &self.packed.as_slice()[base + panels.start * per..base + panels.end * per]
+    }
+
+    /// One row: stream every panel once, block of `k` after block.
+    fn gemv(&self, x: &[f32], out: &mut [f32]) {
+        let panels = self.n.div_ceil(NR);
+        let run = |first: usize, seg: &mut [f32]| {
+            for kb in 0..self.k_blocks {
+                let ks = self.k_range(kb);
+                let (xs, kc) = (&x[ks.clone()], ks.len());
+                let block = self.block(kb, first..first + seg.len().div_ceil(NR));
+                for (o, b) in seg.chunks_mut(NR).zip(block.chunks_exact(kc * NR)) {
+                    self.isa.gemv_panel(xs, b, o, kb > 0);
+                }
+            }
+        };
+        let threads = rayon::current_num_threads();
+        if threads <= 1 || self.n * self.k < PAR_MIN_MACS {
+            return run(0, out);
+        }
+        let tasks = panels.div_ceil(GEMV_PANELS).next_multiple_of(threads);
+        let per = panels.div_ceil(tasks.min(panels));
+        out.par_chunks_mut(per * NR)
+            .enumerate()
+            .for_each(|(i, seg)| run(i * per, seg));
+    }
+
+    /// Several rows: a grid of tasks (row-tile blocks × panel blocks) over the rayon pool.
+    fn gemm(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let n = self.n;
+        let tiles = m.div_ceil(MR_MAX);
+        let panels = n.div_ceil(NR);
+        let threads = rayon::current_num_threads();
+        let sequential = threads <= 1 || m * n * self.k < PAR_MIN_MACS;
+        let (m_parts, n_parts) = if sequential {
+            (tiles.div_ceil(MC_TILES), 1)
+        } else {
+            plan_grid(tiles, panels, self.k, threads)
+        };
+
+        // The tasks, then each output row cut into their column segments.
+        let tile_start = |t: usize| part_start(t, m, tiles);
+        let col_start = |j: usize| (part_start(j, panels, n_parts) * NR).min(n);
+        let mut tasks: Vec<Task<'_>> = Vec::with_capacity(m_parts * n_parts);
+        for i in 0..m_parts {
+            let (t0, t1) = (
+                part_start(i, tiles, m_parts),
+                part_start(i + 1, tiles, m_parts),
+            );
+            for j in 0..n_parts {
+                tasks.push(Task {
+                    row0: tile_start(t0),
+                    tiles: t0..t1,
+                    panels: part_start(j, panels, n_parts)..part_start(j + 1, panels, n_parts),
+                    rows: Vec::with_capacity(tile_start(t1) - tile_start(t0)),
+                });
+            }
+        }
+        let mut block = 0;
+        for (r, line) in out.chunks_mut(n).enumerate() {
+            while r >= tile_start(tasks[block * n_parts].tiles.end) {
+                block += 1;
+            }
+            let mut rest = line;
+            for j in 0..n_parts {
+                let (seg, tail) = rest.split_at_mut(col_start(j + 1) - col_start(j));
+                tasks[block * n_parts + j].rows.push(seg);
+                rest = tail;
+            }
+        }
+
+        let run = |task: Task<'_>| {
+            PACK_BUF.with(|buf| match buf.try_borrow_mut() {
+                Ok(mut buf) => self.run_task(x, m, task, &mut buf),
+                Err(_) => self.run_task(x, m, task, &mut Vec::new()),
+            })
+        };
+        if sequential {
+            tasks.into_iter().for_each(run);
+        } else {
+            tasks.into_par_iter().for_each(run);
+        }
+    }
+
+    /// Computes one task: for each block of `k`, pack the task's rows of `x`; then for each
+    /// block of panels (in L2), run every row tile (in L1) over all of the block's panels,
+    /// prefetching the next block meanwhile (one piece per tile).
+    fn run_task(&self, x: &[f32], m: usize, mut task: Task<'_>, buf: &mut Vec<f32>) {
+        let (n, k) = (self.n, self.k);
+        let tiles = m.div_ceil(MR_MAX);
+        let tile_start = |t: usize| part_start(t, m, tiles);
+        let need = packed_rows_len(task.rows.len(), k.div_ceil(self.k_blocks));
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        // Blocks of weights in the order they are used: (block of k, panels).
+        let mut blocks: Vec<(usize, Range<usize>)> = Vec::new();
+        for kb in 0..self.k_blocks {
+            let most = (NC_BYTES / (self.k_range(kb).len() * NR * 4)).max(1);
+            let count = task.panels.len().div_ceil(most);
+            for i in 0..count {
+                let (p0, p1) = (
+                    part_start(i, task.panels.len(), count),
+                    part_start(i + 1, task.panels.len(), count),
+                );
+                blocks.push((kb, task.panels.start + p0..task.panels.start + p1));
+            }
+        }
+        let col_base = task.panels.start * NR;
+        let n_tiles = task.tiles.len();
+        for (i, (kb, ps)) in blocks.iter().enumerate() {
+            let kc = self.k_range(*kb).len();
+            // Tile t's packed block starts where the previous tiles' blocks end.
+            let offset = |t: usize| packed_rows_len(tile_start(t) - task.row0, kc);
+            if i == 0 || blocks[i - 1].0 != *kb {
+                let k0 = self.k_range(*kb).start;
+                for t in task.tiles.clone() {
+                    let rows = &x[tile_start(t) * k..tile_start(t + 1) * k];
+                    pack::pack_rows(rows, k, k0, kc, &mut buf[offset(t)..offset(t + 1)]);
+                }
+            }
+            let b = self.block(*kb, ps.clone());
+            let next = blocks
+                .get(i + 1)
+                .map_or(&[][..], |(kb2, ps2)| self.block(*kb2, ps2.clone()));
+            let piece = next.len().div_ceil(n_tiles);
+            let (c0, c1) = (ps.start * NR - col_base, (ps.end * NR).min(n) - col_base);
+            for (j, t) in task.tiles.clone().enumerate() {
+                let rows = tile_start(t) - task.row0..tile_start(t + 1) - task.row0;
+                let tile = Tile {
+                    a: &buf[offset(t)..offset(t + 1)],
+                    b,
+                    kc,
+                    col: c0,
+                    cols: c1 - c0,
+                    accumulate: *kb > 0,
+                    prefetch: &next[(j * piece).min(next.len())..((j + 1) * piece).min(next.len())],
+                };
+                self.isa.tile(&tile, &mut task.rows[rows]);
+            }
+        }
+    }
+}
+
+/// Chooses how many row blocks and panel blocks to cut a product of `tiles` row tiles ×
+/// `panels` panels (depth `k`) into for `threads` threads: the grid with the smallest
+/// estimated finishing time, counting whole waves of the largest task (so a grid that leaves
+/// a thread idle costs what it should) plus a fixed cost per task and the repeated work each
+/// extra block brings (re-packing rows of `x` per panel block, re-reading weights per row
+/// block). Near-ties go to the grid with more tasks, which a core busy with other work holds
+/// up less.
+fn plan_grid(tiles: usize, panels: usize, k: usize, threads: usize) -> (usize, usize) {
+    let most = 8 * threads;
+    // (estimated cost, tasks, row parts, panel parts)
+    let mut best = (usize::MAX, 0, 1, 1);
+    for mp in tiles.div_ceil(MC_TILES)..=tiles.min(most) {
+        for np in 1..=panels.min(most / mp) {
+            let tasks = mp * np;
+            let (tile_most, panel_most) = (tiles.div_ceil(mp), panels.div_ceil(np));
+            let rows = tile_most * MR_MAX;
+            let task_macs = rows * panel_most * NR * k
+                + TASK_COST_MACS
+                + rows * k * 8 // packing its rows of x
+                + panel_most * NR * k * 4; // streaming its weights in
+            let cost = tasks.div_ceil(threads) * task_macs;
+            // Clearly better (by 2%), or about as good with more tasks.
+            let better = cost * 50 < best.0.saturating_mul(49);
+            let as_good_finer = cost * 50 <= best.0.saturating_mul(51) && tasks > best.1;
+            if better || as_good_finer {
+                best = (best.0.min(cost), tasks, mp, np);
+            }
+        }
+    }
+    (best.2, best.3)
+}
+
+#[cfg(test)]
+mod tests;

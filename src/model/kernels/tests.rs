@@ -1,0 +1,288 @@
+//! Kernel results against a naive f64 reference, over edge shapes, every path (one row, small
+//! and large products, several blocks of `k`) and several pool sizes.
+
+use super::*;
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Checks `lin.forward` against f64 sums: error ≤ 1e-4 of Σ|x·w| (relative to the size of the
+/// terms, which a cancelling sum can make much larger than the result itself).
+fn check(lin: &PackedLinear, w: &[f32], m: usize, seed: u64) {
+    let (n, k) = (lin.n(), lin.k());
+    let x = values(m * k, seed);
+    // Poisoned and one longer than needed: every value must be overwritten, the spare kept.
+    let mut out = vec![f32::NAN; m * n + 1];
+    lin.forward(&x, m, &mut out);
+    assert!(out[m * n].is_nan(), "wrote past m * n");
+    for i in 0..m {
+        for j in 0..n {
+            let (mut sum, mut mag) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let t = x[i * k + p] as f64 * w[j * k + p] as f64;
+                sum += t;
+                mag += t.abs();
+            }
+            let got = out[i * n + j] as f64;
+            assert!(
+                (got - sum).abs() <= 1e-4 * mag + 1e-30,
+                "m={m} n={n} k={k} simd={} at [{i},{j}]: got {got}, want {sum}",
+                lin.is_simd()
+            );
+        }
+    }
+}
+
+fn packs(w: &[f32], n: usize, k: usize) -> Vec<PackedLinear> {
+    let mut v = vec![PackedLinear::pack_portable(w, n, k)];
+    v.extend(PackedLinear::pack(w, n, k));
+    v
+}
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool")
+        .install(f)
+}
+
+#[test]
+fn edge_shapes() {
+    for &n in &[1, 15, 16, 17, 32, 33, 64, 100] {
+        for &k in &[1, 7, 16, 193, 577] {
+            let w = values(n * k, (n * 1000 + k) as u64);
+            for lin in packs(&w, n, k) {
+                for &m in &[1, 2, 3, 12, 13, 17, 25] {
+                    check(&lin, &w, m, (m * 7 + n) as u64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn parallel_paths() {
+    // Large enough to split over threads, with several blocks of k and ragged edges.
+    let shapes = [
+        (1, 1000, 700),
+        (1, 4097, 300),
+        (3, 577, 577),
+        (30, 192, 576),
+        (37, 333, 1000),
+        (100, 95, 577),
+        (130, 576, 385),
+        (401, 65, 200),
+    ];
+    for threads in [1, 2, 3] {
+        for &(m, n, k) in &shapes {
+            let w = values(n * k, (m + n + k) as u64);
+            for lin in packs(&w, n, k) {
+                in_pool(threads, || check(&lin, &w, m, threads as u64));
+            }
+        }
+    }
+}
+
+#[test]
+fn model_shapes_agree_with_portable() {
+    // The AVX-512 kernel and the portable one on the decoder's own shapes (where available).
+    for &(n, k) in &[(576, 576), (192, 576), (1536, 576), (576, 1536)] {
+        let w = values(n * k, (n + k) as u64);
+        let Some(fast) = PackedLinear::pack(&w, n, k) else {
+            return;
+        };
+        check(&fast, &w, 30, 5);
+        let m = 512;
+        let x = values(m * k, 9);
+        let (mut a, mut b) = (vec![0.0; m * n], vec![0.0; m * n]);
+        in_pool(2, || fast.forward(&x, m, &mut a));
+        PackedLinear::pack_portable(&w, n, k).forward(&x, m, &mut b);
+        for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (u - v).abs() <= 1e-4 * (1.0 + v.abs()),
+                "{n}x{k} at {i}: {u} vs {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn degenerate_sizes() {
+    let w = values(5 * 3, 1);
+    for lin in packs(&w, 5, 3) {
+        lin.forward(&[], 0, &mut []);
+        assert_eq!((lin.n(), lin.k()), (5, 3));
+    }
+    // k = 0: the product of empty sums is zero.
+    for lin in packs(&[], 4, 0) {
+        let mut out = vec![1.0; 8];
+        lin.forward(&[], 2, &mut out);
+        assert_eq!(out, vec![0.0; 8]);
+    }
+    // n = 0: nothing to write.
+    for lin in packs(&[], 0, 4) {
+        lin.forward(&[1.0; 8], 2, &mut []);
+    }
+}
+
+#[test]
+#[should_panic(expected = "x has")]
+fn short_input_panics() {
+    let lin = PackedLinear::pack_portable(&[0.0; 6], 2, 3);
+    lin.forward(&[0.0; 5], 2, &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "out has")]
+fn short_output_panics() {
+    let lin = PackedLinear::pack_portable(&[0.0; 6], 2, 3);
+    lin.forward(&[0.0; 6], 2, &mut [0.0; 3]);
+}
+
+#[test]
+fn clone_and_debug() {
+    let w = values(40 * 9, 3);
+    for lin in packs(&w, 40, 9) {
+        let copy = lin.clone();
+        check(&copy, &w, 4, 2);
+        assert!(format!("{copy:?}").contains("n: 40"));
+    }
+}
+
+#[test]
+#[ignore]
+fn tmp_peak() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let t = avx512::Avx512::detect().unwrap();
+        for &(mr, kc, panels) in &[
+            (12usize, 288usize, 1usize),
+            (12, 288, 14),
+            (12, 288, 60),
+            (12, 192, 1),
+            (12, 192, 60),
+            (12, 576, 1),
+            (12, 576, 30),
+        ] {
+            let a = values(packed_rows_len(mr, kc), 1);
+            let b = values(kc * NR * panels, 2);
+            let mut c = vec![vec![0.0f32; NR]; mr];
+            let iters = 400_000_000 / (kc * mr * panels) * panels;
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let start = tmp_cpu_ns();
+                let mut rows: Vec<&mut [f32]> = c.iter_mut().map(|r| r.as_mut_slice()).collect();
+                for i in 0..iters {
+                    let p = i % panels;
+                    t.tile(
+                        &Tile {
+                            a: &a,
+                            b: &b[p * kc * NR..][..kc * NR],
+                            kc,
+                            col: 0,
+                            cols: NR,
+                            accumulate: true,
+                            prefetch: &[],
+                        },
+                        &mut rows,
+                    );
+                }
+                best = best.min((tmp_cpu_ns() - start) as f64 * 1e-9);
+            }
+            println!(
+                "mr {mr} kc {kc} panels {panels} (B {} KiB): {:.1} GFLOP/s",
+                kc * NR * panels * 4 / 1024,
+                (iters * mr * kc * NR * 2) as f64 / best * 1e-9
+            );
+        }
+    }
+}
+
+fn tmp_cpu_ns() -> u64 {
+    let mut ts = [0i64; 2];
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") 228i64 => _, in("rdi") 3i64, in("rsi") ts.as_mut_ptr(), lateout("rcx") _, lateout("r11") _);
+    }
+    (ts[0] * 1_000_000_000 + ts[1]) as u64
+}
+
+#[test]
+#[ignore]
+fn tmp_tune() {
+    use candle_core::{Device, Tensor};
+    let shapes: Vec<(usize, usize, usize)> = std::env::var("SHAPES")
+        .unwrap_or("512x576x576,30x576x576,512x1536x576,512x576x1536".into())
+        .split(',')
+        .map(|s| {
+            let v: Vec<usize> = s.split('x').map(|t| t.parse().unwrap()).collect();
+            (v[0], v[1], v[2])
+        })
+        .collect();
+    in_pool(1, || {
+        for &(m, n, k) in &shapes {
+            let w = values(n * k, 1);
+            let x = values(m * k, 2);
+            let lin = PackedLinear::pack(&w, n, k).unwrap();
+            let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
+            let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
+            let mut out = vec![0.0; m * n];
+            let flops = 2.0 * (m * n * k) as f64;
+            let iters = (2e8 / flops).ceil() as usize;
+            let (mut bo, mut bc) = (f64::MAX, f64::MAX);
+            for _ in 0..std::env::var("REPS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(7)
+            {
+                let t = tmp_cpu_ns();
+                for _ in 0..iters {
+                    lin.forward(&x, m, &mut out);
+                }
+                bo = bo.min((tmp_cpu_ns() - t) as f64 / iters as f64);
+                let t = tmp_cpu_ns();
+                for _ in 0..iters {
+                    if std::env::var("ONLY_OURS").is_ok() {
+                        break;
+                    }
+                    std::hint::black_box(xt.matmul(&wt.t().unwrap()).unwrap());
+                }
+                bc = bc.min((tmp_cpu_ns() - t) as f64 / iters as f64);
+            }
+            println!(
+                "{m}x{n}x{k}: ours {:.1} candle {:.1} GFLOP/s (cpu time) ratio {:.2}",
+                flops / bo,
+                flops / bc,
+                bc / bo
+            );
+        }
+    });
+}
+
+#[test]
+#[ignore]
+fn tmp_plans() {
+    for &m in &[2usize, 12, 30, 100, 512, 700, 1500] {
+        for &(n, k) in &[
+            (576usize, 576usize),
+            (192, 576),
+            (1536, 576),
+            (576, 1536),
+            (49152, 576),
+        ] {
+            let (mt, np) = (m.div_ceil(MR_MAX), n.div_ceil(NR));
+            let (a, b) = plan_grid(mt, np, k, 2);
+            println!("m {m} n {n} k {k}: tiles {mt} panels {np} -> {a} x {b} (tiles/part {} panels/part {})", mt.div_ceil(a), np.div_ceil(b));
+        }
+    }
+}
