@@ -266,9 +266,11 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
             )?;
         }
     }
+    // A small final norm keeps logits within a few units, as in trained models; a random
+    // embedding read back at full scale would make every distribution nearly one-hot.
     named.push((
         "output_norm.weight".into(),
-        quant(&(tensor(&[spec.hidden], 0.1)? + 1.0)?, GgmlDType::F32)?,
+        quant(&(tensor(&[spec.hidden], 0.02)? + 0.25)?, GgmlDType::F32)?,
     ));
     if spec.untied_output {
         named.push((

@@ -333,6 +333,6 @@ fn llama3_rope_frequency_factors_are_applied() {
     let scaled = with_factors("eights.gguf", 8.0);
     let prompt = variants(&plain).remove(0);
     let a = plain.score(&prompt).unwrap();
-    assert!(max_abs_diff(&a.probs, &ones.score(&prompt).unwrap().probs) <= 1e-7);
+    assert!(max_abs_diff(&a.probs, &ones.score(&prompt).unwrap().probs) <= 1e-6);
     assert!(max_abs_diff(&a.probs, &scaled.score(&prompt).unwrap().probs) > 1e-4);
 }

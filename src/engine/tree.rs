@@ -1,6 +1,9 @@
-//! Prefix-shared evaluation: token sequences are arranged as a trie, every shared run of tokens
-//! is prefilled once, and the KV state is forked at each branch point. The result is the same
-//! per-token log-probabilities as evaluating every sequence from scratch.
+//! Prefix-shared evaluation: token sequences are arranged as a trie and every shared token is
+//! run through the model once. A long shared run (the transcript) is prefilled in chunks; the
+//! subtrees below it are packed into tree-attention batches, where each token attends to the
+//! shared KV state and to its own ancestors only, so one pass over the weights serves many
+//! variants. Subtrees too large for one batch fork the KV state instead. The result equals
+//! evaluating every sequence from scratch, up to f32 summation order.
 
 use crate::error::{Error, Result};
 use crate::model::{DecoderModel, KvState};
@@ -95,75 +98,46 @@ pub fn evaluate(
         }
         paths.push(path);
     }
-    // A node is worth running only if its own or a descendant's next-token distribution is read.
-    let mut needed = vec![false; nodes.len()];
+    // A node is worth running only if its own or a descendant's next-token distribution is
+    // read; `size` counts the nodes worth running in each subtree. Children are always created
+    // after their parent, so reverse sweeps see them first.
+    let mut size = vec![0usize; nodes.len()];
     for id in (0..nodes.len()).rev() {
-        // Children are always created after their parent, so a reverse sweep sees them first.
-        needed[id] = nodes[id].read || nodes[id].children.iter().any(|&c| needed[c]);
+        let below: usize = nodes[id].children.iter().map(|&c| size[c]).sum();
+        size[id] = if nodes[id].read || below > 0 {
+            1 + below
+        } else {
+            0
+        };
     }
-    let mut stats = TreeStats {
-        tokens_requested: queries.iter().map(|q| q.tokens.len()).sum(),
-        ..TreeStats::default()
+    let mut eval = Evaluation {
+        model,
+        nodes,
+        size,
+        batch_limit: chunk.max(1),
+        pending: Vec::new(),
+        stats: TreeStats {
+            tokens_requested: queries.iter().map(|q| q.tokens.len()).sum(),
+            ..TreeStats::default()
+        },
     };
-    // Depth-first over runs of single-child nodes; each pending branch holds a forked state.
-    let mut stack: Vec<(usize, KvState)> = roots
-        .iter()
-        .rev()
-        .filter(|&&r| needed[r])
-        .map(|&r| (r, model.new_state()))
-        .collect();
-    while let Some((start, mut state)) = stack.pop() {
-        let mut run = vec![start];
-        loop {
-            let next: Vec<usize> = nodes[*run.last().expect("run is non-empty")]
-                .children
-                .iter()
-                .copied()
-                .filter(|&c| needed[c])
-                .collect();
-            match next.as_slice() {
-                [only] => run.push(*only),
-                _ => break,
-            }
-        }
-        let tokens: Vec<u32> = run.iter().map(|&n| nodes[n].token).collect();
-        let read: Vec<usize> = (0..run.len()).filter(|&i| nodes[run[i]].read).collect();
-        let logits = model.forward(&tokens, &mut state, &read, chunk)?;
-        stats.tokens_evaluated += tokens.len();
-        if !read.is_empty() {
-            let rows = logits.to_vec2::<f32>()?;
-            for (row, &i) in rows.iter().zip(&read) {
-                let lse = log_sum_exp(row);
-                let node = run[i];
-                let children = nodes[node].children.clone();
-                nodes[node].child_logprobs = children
-                    .iter()
-                    .map(|&c| {
-                        let t = nodes[c].token;
-                        (t, (row[t as usize] as f64 - lse) as f32)
-                    })
-                    .collect();
-            }
-        }
-        let last = *run.last().expect("run is non-empty");
-        let children: Vec<usize> = nodes[last]
-            .children
-            .iter()
-            .copied()
-            .filter(|&c| needed[c])
+    eval.schedule(&roots, &model.new_state())?;
+    while let Some((start, mut state)) = eval.pending.pop() {
+        // A subtree too big for one batch: run its leading chain, then schedule what follows.
+        let run = eval.chain(start);
+        let tokens: Vec<u32> = run.iter().map(|&n| eval.nodes[n].token).collect();
+        let read: Vec<usize> = (0..run.len())
+            .filter(|&i| eval.nodes[run[i]].read)
             .collect();
-        if children.len() > 1 {
-            stats.forks += children.len() - 1;
-        }
-        for (k, &c) in children.iter().enumerate().rev() {
-            let branch = if k == 0 {
-                std::mem::take(&mut state)
-            } else {
-                state.fork()
-            };
-            stack.push((c, branch));
-        }
+        let logits = model.forward(&tokens, &mut state, &read, chunk)?;
+        eval.stats.tokens_evaluated += tokens.len();
+        let read_nodes: Vec<usize> = read.iter().map(|&i| run[i]).collect();
+        eval.record(&read_nodes, &logits)?;
+        let last = *run.last().expect("run is non-empty");
+        let children = eval.needed_children(last);
+        eval.schedule(&children, &state)?;
     }
+    let (nodes, stats) = (eval.nodes, eval.stats);
     let results = queries
         .iter()
         .zip(&paths)
@@ -182,6 +156,119 @@ pub fn evaluate(
         })
         .collect();
     Ok((results, stats))
+}
+
+/// State of one evaluation: the trie, what is left to run, and counters.
+struct Evaluation<'a> {
+    model: &'a DecoderModel,
+    nodes: Vec<Node>,
+    /// Nodes worth running in each subtree (0 = nothing below is read).
+    size: Vec<usize>,
+    /// Most tokens in one tree-attention batch.
+    batch_limit: usize,
+    /// Subtrees too large for one batch, each with the state it continues.
+    pending: Vec<(usize, KvState)>,
+    stats: TreeStats,
+}
+
+impl Evaluation<'_> {
+    /// Children of `id` whose subtree reads something.
+    fn needed_children(&self, id: usize) -> Vec<usize> {
+        self.nodes[id]
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| self.size[c] > 0)
+            .collect()
+    }
+
+    /// The run of nodes from `start` while each has exactly one needed child.
+    fn chain(&self, start: usize) -> Vec<usize> {
+        let mut run = vec![start];
+        loop {
+            match self
+                .needed_children(*run.last().expect("run is non-empty"))
+                .as_slice()
+            {
+                [only] => run.push(*only),
+                _ => return run,
+            }
+        }
+    }
+
+    /// Evaluates the subtrees under `children` on top of `state`: those that fit are packed
+    /// into tree-attention batches, larger ones are queued to be split further.
+    fn schedule(&mut self, children: &[usize], state: &KvState) -> Result<()> {
+        let children: Vec<usize> = children
+            .iter()
+            .copied()
+            .filter(|&c| self.size[c] > 0)
+            .collect();
+        self.stats.forks += children.len().saturating_sub(1);
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_size = 0;
+        for c in children {
+            if self.size[c] > self.batch_limit {
+                self.pending.push((c, state.fork()));
+                continue;
+            }
+            if batch_size + self.size[c] > self.batch_limit {
+                self.run_batch(&batch, state)?;
+                batch.clear();
+                batch_size = 0;
+            }
+            batch.push(c);
+            batch_size += self.size[c];
+        }
+        if !batch.is_empty() {
+            self.run_batch(&batch, state)?;
+        }
+        Ok(())
+    }
+
+    /// Runs whole subtrees in one tree-attention pass.
+    fn run_batch(&mut self, roots: &[usize], state: &KvState) -> Result<()> {
+        let mut order: Vec<usize> = Vec::new();
+        let mut parents: Vec<Option<usize>> = Vec::new();
+        let mut walk: Vec<(usize, Option<usize>)> =
+            roots.iter().rev().map(|&r| (r, None)).collect();
+        while let Some((node, parent)) = walk.pop() {
+            let index = order.len();
+            order.push(node);
+            parents.push(parent);
+            let children = self.needed_children(node);
+            self.stats.forks += children.len().saturating_sub(1);
+            walk.extend(children.into_iter().rev().map(|c| (c, Some(index))));
+        }
+        let tokens: Vec<u32> = order.iter().map(|&n| self.nodes[n].token).collect();
+        let read: Vec<usize> = (0..order.len())
+            .filter(|&i| self.nodes[order[i]].read)
+            .collect();
+        let logits = self.model.forward_tree(&tokens, &parents, &read, state)?;
+        self.stats.tokens_evaluated += tokens.len();
+        let read_nodes: Vec<usize> = read.iter().map(|&i| order[i]).collect();
+        self.record(&read_nodes, &logits)
+    }
+
+    /// Stores the log-probabilities of each read node's children from its logits row.
+    fn record(&mut self, read_nodes: &[usize], logits: &candle_core::Tensor) -> Result<()> {
+        if read_nodes.is_empty() {
+            return Ok(());
+        }
+        let rows = logits.to_vec2::<f32>()?;
+        for (row, &node) in rows.iter().zip(read_nodes) {
+            let lse = log_sum_exp(row);
+            let children = self.nodes[node].children.clone();
+            self.nodes[node].child_logprobs = children
+                .iter()
+                .map(|&c| {
+                    let t = self.nodes[c].token;
+                    (t, (row[t as usize] as f64 - lse) as f32)
+                })
+                .collect();
+        }
+        Ok(())
+    }
 }
 
 /// `log Σ exp(x)` in f64, stable for large logits.

@@ -207,30 +207,139 @@ impl DecoderModel {
 
     /// Runs one chunk through every block; returns the final hidden states `[len, hidden]`.
     fn forward_chunk(&self, tokens: &[u32], state: &mut KvState) -> Result<Tensor> {
-        let len = tokens.len();
-        let past = state.len;
-        let ids = Tensor::from_vec(tokens.to_vec(), len, &self.device)?;
-        let mut x = self.embedding.index_select(&ids, 0)?;
-        let (cos, sin) = self.rope.tables(past, len, &self.device)?;
+        let (past, len) = (state.len, tokens.len());
+        let positions: Vec<usize> = (past..past + len).collect();
         let groups = self.config.n_heads / self.config.n_kv_heads;
         let mask = if len > 1 {
             Some(causal_mask(past, len, groups, &self.device)?)
         } else {
             None
         };
+        let x = self.run_blocks(tokens, &positions, mask.as_ref(), state)?;
+        state.len += len;
+        Ok(x)
+    }
+
+    /// Embeds `tokens` at `positions` and runs every block with the given attention mask,
+    /// appending their keys and values to `state`; returns hidden states `[len, hidden]`.
+    fn run_blocks(
+        &self,
+        tokens: &[u32],
+        positions: &[usize],
+        mask: Option<&Tensor>,
+        state: &mut KvState,
+    ) -> Result<Tensor> {
+        let ids = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
+        let mut x = self.embedding.index_select(&ids, 0)?;
+        let (cos, sin) = self.rope.tables_at(positions, &self.device)?;
         let ctx = ChunkContext {
             config: &self.config,
             rope: &self.rope,
             cos: &cos,
             sin: &sin,
-            mask: mask.as_ref(),
+            mask,
         };
         for (block, kv) in self.blocks.iter().zip(state.layers.iter_mut()) {
             x = block.forward(&x, kv, &ctx)?;
         }
-        state.len += len;
         Ok(x)
     }
+
+    /// Evaluates a tree of tokens on top of `state` in one pass (tree attention): token `i`
+    /// continues `parents[i]` (an earlier index in the batch, or the end of `state` when `None`)
+    /// and attends to the state and to its own ancestors in the batch only. Returns logits
+    /// `[read.len(), vocab]` for the listed batch indices; `state` is left unchanged.
+    ///
+    /// One pass over the weights serves every branch, which matters because a forward of a few
+    /// tokens costs nearly as much as reading all weights once.
+    pub fn forward_tree(
+        &self,
+        tokens: &[u32],
+        parents: &[Option<usize>],
+        read: &[usize],
+        state: &KvState,
+    ) -> Result<Tensor> {
+        let past = state.len;
+        let len = tokens.len();
+        if parents.len() != len
+            || parents
+                .iter()
+                .enumerate()
+                .any(|(i, p)| p.is_some_and(|p| p >= i))
+        {
+            return Err(Error::InvalidInput(
+                "each tree token must follow an earlier one".into(),
+            ));
+        }
+        if let Some(&bad) = read.iter().find(|&&r| r >= len) {
+            return Err(Error::InvalidInput(format!(
+                "read index {bad} is outside the tree"
+            )));
+        }
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let mut depth = vec![0usize; len];
+        for i in 0..len {
+            depth[i] = parents[i].map_or(0, |p| depth[p] + 1);
+        }
+        let deepest = depth.iter().max().map_or(0, |d| d + 1);
+        if past + deepest > self.config.context_length {
+            return Err(Error::ContextOverflow {
+                tokens: past + deepest,
+                context: self.config.context_length,
+            });
+        }
+        let positions: Vec<usize> = depth.iter().map(|d| past + d).collect();
+        let groups = self.config.n_heads / self.config.n_kv_heads;
+        let mask = tree_mask(past, parents, groups, &self.device)?;
+        let mut scratch = state.fork();
+        let hidden = self.run_blocks(tokens, &positions, Some(&mask), &mut scratch)?;
+        if read.is_empty() {
+            return Ok(Tensor::zeros(
+                (0, self.config.vocab_size),
+                DType::F32,
+                &self.device,
+            )?);
+        }
+        let rows: Vec<u32> = read.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(rows, read.len(), &self.device)?;
+        let h = hidden.index_select(&idx, 0)?;
+        let h = candle_nn::ops::rms_norm(&h, &self.output_norm, self.config.rms_eps as f32)?;
+        Ok(candle_core::Module::forward(&self.output, &h)?)
+    }
+}
+
+/// Mask for tree attention: every token sees the `past` positions of the state, itself and its
+/// ancestors in the batch; repeated for `groups` stacked query heads.
+fn tree_mask(
+    past: usize,
+    parents: &[Option<usize>],
+    groups: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let len = parents.len();
+    let total = past + len;
+    let mut block = vec![f32::NEG_INFINITY; len * total];
+    for i in 0..len {
+        let row = &mut block[i * total..(i + 1) * total];
+        row[..past].fill(0.0);
+        let mut node = Some(i);
+        while let Some(n) = node {
+            row[past + n] = 0.0;
+            node = parents[n];
+        }
+    }
+    let mut data = Vec::with_capacity(groups * block.len());
+    for _ in 0..groups {
+        data.extend_from_slice(&block);
+    }
+    Ok(Tensor::from_vec(data, (groups * len, total), device)?)
 }
 
 /// Bytes the model's matrices take once dequantized to f32.

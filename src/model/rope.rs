@@ -32,12 +32,12 @@ impl Rope {
         }
     }
 
-    /// Cos and sin tables of shape `[len, head_dim / 2]` for positions `start..start + len`.
-    pub fn tables(&self, start: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    /// Cos and sin tables of shape `[positions.len(), head_dim / 2]`.
+    pub fn tables_at(&self, positions: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for pos in start..start + len {
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &pos in positions {
             for &f in &self.inv_freq {
                 // f64 angle keeps long positions accurate before rounding to f32.
                 let angle = pos as f64 * f as f64;
@@ -45,6 +45,7 @@ impl Rope {
                 sin.push(angle.sin() as f32);
             }
         }
+        let len = positions.len();
         Ok((
             Tensor::from_vec(cos, (len, half), device)?,
             Tensor::from_vec(sin, (len, half), device)?,
