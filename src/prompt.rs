@@ -70,6 +70,23 @@ impl Default for PromptLayout {
     }
 }
 
+impl PromptLayout {
+    /// Largest layout file accepted, in bytes.
+    pub const MAX_FILE_BYTES: usize = 256 * 1024;
+
+    /// Reads a layout from JSON (missing fields take their defaults).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = crate::textio::read_text_file(path, Self::MAX_FILE_BYTES, "prompt layout")?;
+        serde_json::from_str(&text).map_err(|e| Error::Config {
+            what: "prompt layout",
+            source_name: path.display().to_string(),
+            line: e.line(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 /// A validated transcript: UTF-8, non-empty, bounded, line endings normalised to `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transcript(String);

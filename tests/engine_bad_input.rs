@@ -273,3 +273,27 @@ fn bad_scales_and_labels() {
         Rubric::from_json("{\n\"version\": 1,\n\"items\": [{\"id\": 3}]}", "bad.json").unwrap_err();
     assert!(matches!(e, Error::Config { line: 3, .. }), "{e}");
 }
+
+#[test]
+fn prompt_layout_files_are_validated() {
+    use debias_guard::PromptLayout;
+    let dir = scratch_dir("layout");
+    let good = dir.join("good.json");
+    std::fs::write(&good, r#"{"answer_prefix": "Score:", "system": ""}"#).unwrap();
+    let layout = PromptLayout::load(&good).unwrap();
+    assert_eq!(layout.answer_prefix, "Score:");
+    assert!(layout.user_template.contains("{{ transcript }}"), "other fields keep defaults");
+    let builder = PromptBuilder::new(layout).unwrap();
+    let t = Transcript::new(SAMPLE_TRANSCRIPT).unwrap();
+    let msgs = builder.build(&t, &Rubric::builtin().items[0], None, false).unwrap();
+    assert_eq!(msgs.messages.len(), 1, "an empty system line drops the system turn");
+
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\n  \"answer_prefix\": 3\n}").unwrap();
+    match PromptLayout::load(&bad) {
+        Err(Error::Config { line, .. }) => assert_eq!(line, 2),
+        other => panic!("unexpected {other:?}"),
+    }
+    let broken = PromptLayout { user_template: "{% if %}".into(), ..PromptLayout::default() };
+    assert!(matches!(PromptBuilder::new(broken), Err(Error::Config { .. })));
+}

@@ -36,9 +36,22 @@ struct Common {
     /// Rubric JSON (default: the built-in rubric).
     #[arg(long)]
     rubric: Option<PathBuf>,
+    /// Prompt layout JSON (system line, user-turn template, answer prefix; default: built-in).
+    #[arg(long)]
+    layout: Option<PathBuf>,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+impl Common {
+    /// The prompt builder for `--layout`, or the default one.
+    fn prompt_builder(&self) -> debias_guard::Result<PromptBuilder> {
+        match &self.layout {
+            Some(path) => PromptBuilder::new(debias_guard::PromptLayout::load(path)?),
+            None => Ok(PromptBuilder::default()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -227,7 +240,7 @@ fn run(cli: Cli) -> debias_guard::Result<ExitCode> {
                 debias_guard::prompt::validate_context(c)?;
             }
             let l = common.load()?;
-            let builder = PromptBuilder::default();
+            let builder = common.prompt_builder()?;
             let prompts = l
                 .rubric
                 .items
@@ -301,7 +314,7 @@ fn run(cli: Cli) -> debias_guard::Result<ExitCode> {
             };
             let l = common.load()?;
             let selected = select_items(&l.rubric, &items)?;
-            let builder = PromptBuilder::default();
+            let builder = common.prompt_builder()?;
             let request = AuditRequest {
                 transcript: &l.transcript,
                 transcript_name: &l.transcript_name,
@@ -360,7 +373,7 @@ fn run(cli: Cli) -> debias_guard::Result<ExitCode> {
             };
             let l = common.load()?;
             let selected = select_items(&l.rubric, &items)?;
-            let builder = PromptBuilder::default();
+            let builder = common.prompt_builder()?;
             let started = Instant::now();
             let results = guard::check_items(
                 &l.engine,
