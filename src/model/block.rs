@@ -1,14 +1,65 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
 use super::config::ModelConfig;
+use super::kernels::PackedLinear;
 use super::rope::Rope;
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
 
-/// A projection `x · Wᵀ (+ b)`, with `W` dense f32 or quantized.
+/// How a projection's weight is stored and multiplied.
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// Repacked f32 panels for the AVX-512 kernel (dense models on CPUs that have it).
+    Packed(std::sync::Arc<PackedLinear>),
+    /// Any form candle multiplies itself (dense f32 or quantized blocks).
+    Candle(QMatMul),
+}
+
+impl LinearWeight {
+    /// Wraps a candle weight, repacking dense f32 CPU matrices when the CPU has AVX-512F.
+    pub fn new(weight: QMatMul) -> Result<Self> {
+        if let QMatMul::Tensor(w) = &weight {
+            if w.device().is_cpu() && w.dtype() == candle_core::DType::F32 {
+                let (n, k) = w.dims2()?;
+                let data = w.flatten_all()?.to_vec1::<f32>()?;
+                if let Some(packed) = PackedLinear::pack(&data, n, k) {
+                    return Ok(Self::Packed(std::sync::Arc::new(packed)));
+                }
+            }
+        }
+        Ok(Self::Candle(weight))
+    }
+
+    /// `x · Wᵀ` for rows of `x` (`[tokens, in]` → `[tokens, out]`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(w) => w.forward(x),
+            Self::Packed(w) => {
+                let (m, k) = x.dims2()?;
+                if k != w.k() {
+                    candle_core::bail!("projection expects {} inputs, got {k}", w.k());
+                }
+                let x = x.contiguous()?;
+                let (storage, layout) = x.storage_and_layout();
+                let data = match &*storage {
+                    candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => v,
+                    _ => candle_core::bail!("packed projection needs f32 CPU input"),
+                };
+                let (start, end) = layout
+                    .contiguous_offsets()
+                    .ok_or_else(|| candle_core::Error::Msg("input is not contiguous".into()))?;
+                let mut out = vec![0f32; m * w.n()];
+                w.forward(&data[start..end], m, &mut out);
+                Tensor::from_vec(out, (m, w.n()), x.device())
+            }
+        }
+    }
+}
+
+/// A projection `x · Wᵀ (+ b)`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub(crate) weight: QMatMul,
+    pub(crate) weight: LinearWeight,
     pub(crate) bias: Option<Tensor>,
 }
 

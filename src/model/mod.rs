@@ -13,7 +13,7 @@ pub use kv::KvState;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use block::{causal_mask, Block, ChunkContext, Linear};
+use block::{causal_mask, Block, ChunkContext, Linear, LinearWeight};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Tensor};
 use rope::Rope;
@@ -44,7 +44,7 @@ pub struct DecoderModel {
     embedding: Tensor,
     blocks: Vec<Block>,
     output_norm: Tensor,
-    output: QMatMul,
+    output: LinearWeight,
     rope: Rope,
     device: Device,
 }
@@ -66,18 +66,20 @@ impl DecoderModel {
         let (h, hd) = (config.hidden_size, config.head_dim);
         let embd = loader.qtensor("token_embd.weight", &[config.vocab_size, h])?;
         let embedding = embd.dequantize(device)?;
-        let output = match file.tensor_info("output.weight") {
+        let output = LinearWeight::new(match file.tensor_info("output.weight") {
             Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
             None if dense => QMatMul::Tensor(embedding.clone()),
             None => QMatMul::from_qtensor(embd)?,
-        };
+        })?;
         let mut blocks = Vec::with_capacity(config.n_layers);
         let qkv_bias = config.architecture == Architecture::Qwen2;
         for i in 0..config.n_layers {
             let name = |t: &str| format!("blk.{i}.{t}");
             let linear = |t: &str, rows: usize, cols: usize, bias: bool| -> Result<Linear> {
                 Ok(Linear {
-                    weight: loader.matrix(&name(&format!("{t}.weight")), &[rows, cols])?,
+                    weight: LinearWeight::new(
+                        loader.matrix(&name(&format!("{t}.weight")), &[rows, cols])?,
+                    )?,
                     bias: if bias {
                         Some(loader.vector(&name(&format!("{t}.bias")), rows)?)
                     } else {
@@ -202,7 +204,7 @@ impl DecoderModel {
         let hidden = Tensor::cat(&rows, 0)?;
         let hidden =
             candle_nn::ops::rms_norm(&hidden, &self.output_norm, self.config.rms_eps as f32)?;
-        Ok(candle_core::Module::forward(&self.output, &hidden)?)
+        Ok(self.output.forward(&hidden)?)
     }
 
     /// Runs one chunk through every block; returns the final hidden states `[len, hidden]`.
@@ -311,7 +313,7 @@ impl DecoderModel {
         let idx = Tensor::from_vec(rows, read.len(), &self.device)?;
         let h = hidden.index_select(&idx, 0)?;
         let h = candle_nn::ops::rms_norm(&h, &self.output_norm, self.config.rms_eps as f32)?;
-        Ok(candle_core::Module::forward(&self.output, &h)?)
+        Ok(self.output.forward(&h)?)
     }
 }
 
