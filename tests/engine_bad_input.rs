@@ -282,11 +282,20 @@ fn prompt_layout_files_are_validated() {
     std::fs::write(&good, r#"{"answer_prefix": "Score:", "system": ""}"#).unwrap();
     let layout = PromptLayout::load(&good).unwrap();
     assert_eq!(layout.answer_prefix, "Score:");
-    assert!(layout.user_template.contains("{{ transcript }}"), "other fields keep defaults");
+    assert!(
+        layout.user_template.contains("{{ transcript }}"),
+        "other fields keep defaults"
+    );
     let builder = PromptBuilder::new(layout).unwrap();
     let t = Transcript::new(SAMPLE_TRANSCRIPT).unwrap();
-    let msgs = builder.build(&t, &Rubric::builtin().items[0], None, false).unwrap();
-    assert_eq!(msgs.messages.len(), 1, "an empty system line drops the system turn");
+    let msgs = builder
+        .build(&t, &Rubric::builtin().items[0], None, false)
+        .unwrap();
+    assert_eq!(
+        msgs.messages.len(),
+        1,
+        "an empty system line drops the system turn"
+    );
 
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\n  \"answer_prefix\": 3\n}").unwrap();
@@ -294,6 +303,12 @@ fn prompt_layout_files_are_validated() {
         Err(Error::Config { line, .. }) => assert_eq!(line, 2),
         other => panic!("unexpected {other:?}"),
     }
-    let broken = PromptLayout { user_template: "{% if %}".into(), ..PromptLayout::default() };
-    assert!(matches!(PromptBuilder::new(broken), Err(Error::Config { .. })));
+    let broken = PromptLayout {
+        user_template: "{% if %}".into(),
+        ..PromptLayout::default()
+    };
+    assert!(matches!(
+        PromptBuilder::new(broken),
+        Err(Error::Config { .. })
+    ));
 }
