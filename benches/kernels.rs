@@ -1,10 +1,13 @@
 //! The packed linear kernel against candle's f32 matmul (`x.matmul(&w.t())`) on the decoder's
 //! shapes, side by side: per shape and run, candle then ours, each timed over enough calls to
-//! last a few milliseconds; medians of the runs, GFLOP/s and the ratio.
+//! last a few milliseconds; medians of the runs, GFLOP/s and the ratio (candle time / ours),
+//! then the same from each side's fastest run ("best", less sensitive to other processes on
+//! the machine; the load average is printed before and after).
 //!
-//! Run: `RAYON_NUM_THREADS=2 cargo bench --bench kernels`. Options via env: BENCH_RUNS (9),
-//! BENCH_MS (per timed batch, 20), BENCH_M / BENCH_NK (filters, e.g. `BENCH_M=30,512`,
-//! `BENCH_NK=576x576`).
+//! Both run inside a rayon pool of `RAYON_NUM_THREADS` (default 2) threads, as the engine runs
+//! the model. Run: `RAYON_NUM_THREADS=2 cargo bench --bench kernels`. Options via env:
+//! BENCH_RUNS (9), BENCH_MS (per timed batch, 20), BENCH_M / BENCH_NK (filters, e.g.
+//! `BENCH_M=30,512`, `BENCH_NK=576x576`).
 
 use candle_core::{Device, Tensor};
 use debias_guard::model::kernels::PackedLinear;
@@ -71,13 +74,19 @@ fn calibrate(ms: f64, mut f: impl FnMut()) -> usize {
 }
 
 fn main() -> candle_core::Result<()> {
-    let runs = env_usize("BENCH_RUNS", 9).max(7);
-    let ms = env_usize("BENCH_MS", 20) as f64;
     let threads = env_usize("RAYON_NUM_THREADS", 2);
+    // Like the engine, which runs the model inside its own pool: both sides fork and join
+    // from a worker thread.
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .build_global()
-        .expect("rayon pool");
+        .build()
+        .expect("rayon pool")
+        .install(|| run(threads))
+}
+
+fn run(threads: usize) -> candle_core::Result<()> {
+    let runs = env_usize("BENCH_RUNS", 9).max(7);
+    let ms = env_usize("BENCH_MS", 20) as f64;
     let m_filter = env_list("BENCH_M");
     let nk_filter = env_list("BENCH_NK");
     let dev = Device::Cpu;
@@ -85,8 +94,9 @@ fn main() -> candle_core::Result<()> {
         "threads {threads} (candle sees {}), {runs} runs x ~{ms} ms, median per call",
         candle_core::utils::get_num_threads()
     );
+    println!("load average: {}", load_average());
     println!(
-        "{:>4} {:>6} {:>5} | {:>10} {:>8} | {:>10} {:>8} | {:>5}",
+        "{:>4} {:>6} {:>5} | {:>10} {:>8} | {:>10} {:>8} | {:>5} | best GFLOP/s: candle, ours, ratio",
         "m", "n", "k", "candle us", "GFLOP/s", "ours us", "GFLOP/s", "ratio"
     );
     for &(n, k) in &NK {
@@ -144,7 +154,7 @@ fn main() -> candle_core::Result<()> {
             let (tc, to) = (median(tc), median(to));
             let flops = 2.0 * (m * n * k) as f64;
             println!(
-                "{m:>4} {n:>6} {k:>5} | {:>10.1} {:>8.1} | {:>10.1} {:>8.1} | {:>5.2} | best {:>6.1} {:>6.1} {:>5.2}",
+                "{m:>4} {n:>6} {k:>5} | {:>10.1} {:>8.1} | {:>10.1} {:>8.1} | {:>5.2} | {:>6.1} {:>6.1} {:>5.2}",
                 tc * 1e6,
                 flops / tc * 1e-9,
                 to * 1e6,
@@ -156,5 +166,10 @@ fn main() -> candle_core::Result<()> {
             );
         }
     }
+    println!("load average: {}", load_average());
     Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }

@@ -39,6 +39,8 @@ impl Avx512 {
         dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
     }
 
+    /// [`Avx512::tile`] for `MR` rows: checks the slices once, then runs the kernel panel by
+    /// panel (each panel's share of the prefetch with it).
     #[inline(always)]
     fn tile_mr<const MR: usize>(self, t: &Tile<'_>, c: &mut [&mut [f32]]) {
         const { assert!(MR >= 1 && MR <= MR_MAX) };
@@ -94,6 +96,7 @@ impl Avx512 {
         }
     }
 }
+
 /// One step of `k` for the whole register tile: two loads of `b` (a `*const f32` to `NR`
 /// floats), one broadcast of `a` per row (`a` at float `u` of row 0 of a group, rows `KU`
 /// floats apart). A macro so that it is always inlined into the `target_feature` function;

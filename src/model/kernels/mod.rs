@@ -8,11 +8,11 @@
 //! micro-kernel (any target; slower, used to test the blocking logic everywhere).
 //!
 //! Blocking, for `x [m, k] · Wᵀ [k, n]`:
-//! - `k` is cut into blocks of at most [`KC`] steps; the packed weight holds block after block,
+//! - `k` is cut into blocks of at most `KC` (640) steps; the packed weight holds block after block,
 //!   each the `ceil(n / 32)` panels of `kc × 32` values (so any run of panels of one block is
 //!   one contiguous slice);
 //! - rows of `x` go in tiles of at most 12, packed per block of `k` (`pack::pack_rows`);
-//! - a task (rows × panels, run on one thread) walks its weight blocks of about [`NC_BYTES`]
+//! - a task (rows × panels, run on one thread) walks its weight blocks of about 256 KiB
 //!   (in L2) and runs each row tile (in L1) over all the panels of the block, while it
 //!   prefetches the next block;
 //! - one row (`m == 1`) streams the weights once instead (a matrix-vector product).
@@ -33,8 +33,8 @@ const NR: usize = 32;
 const MR_MAX: usize = 12;
 /// Steps of `k` per group in a packed block of rows (the micro-kernel's unrolling).
 const KU: usize = 8;
-/// Largest block of `k`: a row tile's packed block (`MR_MAX × KC` values, 24 KiB) stays in L1
-/// while the panels of a weight block stream past it.
+/// Largest block of `k`: a row tile's packed block (`MR_MAX × KC` values, at most 30 KiB)
+/// stays in L1 while the panels of a weight block stream past it.
 const KC: usize = 640;
 /// Bytes of packed weights per block of panels: stays in L2 (next to the one being
 /// prefetched) while every row tile of a task runs over it.
@@ -182,8 +182,9 @@ struct Task<'a> {
 }
 
 impl PackedLinear {
-    /// Packs `w` (`[n, k]`, row-major; `w.len() >= n * k`) for the AVX-512F kernel. `None` when
-    /// the CPU lacks AVX-512F (or is not x86-64): the caller keeps its generic matmul.
+    /// Packs `w` (`[n, k]`, row-major; `w.len() >= n * k`) for the AVX-512F kernel: a copy of
+    /// `n` rounded up to 32 × `k` values, made on the current rayon pool. `None` when the CPU
+    /// lacks AVX-512F (or is not x86-64): the caller keeps its generic matmul.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
         if let Some(token) = avx512::Avx512::detect() {

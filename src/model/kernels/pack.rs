@@ -57,7 +57,7 @@ pub(super) fn pack_weights(
     w: &[f32],
     n: usize,
     k: usize,
-    k_range: impl Fn(usize) -> Range<usize> + Sync,
+    k_range: impl Fn(usize) -> Range<usize>,
     k_blocks: usize,
 ) -> AlignedBuf {
     let panels = n.div_ceil(NR);
@@ -91,15 +91,19 @@ pub(super) fn pack_rows(x: &[f32], k: usize, k0: usize, kc: usize, dst: &mut [f3
     let mr = x.len() / k;
     let dst = &mut dst[..packed_rows_len(mr, kc)];
     let full = kc / KU;
-    for (r, row) in x.chunks_exact(k).enumerate() {
-        let row = &row[k0..k0 + kc];
-        for g in 0..full {
-            dst[(g * mr + r) * KU..][..KU].copy_from_slice(&row[g * KU..][..KU]);
+    // Group by group, so that the writes are sequential.
+    let (body, tail) = dst.split_at_mut(full * mr * KU);
+    for (g, group) in body.chunks_exact_mut(mr * KU).enumerate() {
+        let at = k0 + g * KU;
+        for (d, row) in group.chunks_exact_mut(KU).zip(x.chunks_exact(k)) {
+            d.copy_from_slice(&row[at..at + KU]);
         }
-        let rem = kc - full * KU;
-        if rem > 0 {
-            let d = &mut dst[(full * mr + r) * KU..][..KU];
-            d[..rem].copy_from_slice(&row[full * KU..]);
+    }
+    let rem = kc - full * KU;
+    if rem > 0 {
+        let at = k0 + full * KU;
+        for (d, row) in tail.chunks_exact_mut(KU).zip(x.chunks_exact(k)) {
+            d[..rem].copy_from_slice(&row[at..at + rem]);
             d[rem..].fill(0.0);
         }
     }

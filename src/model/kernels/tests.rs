@@ -161,128 +161,32 @@ fn clone_and_debug() {
 }
 
 #[test]
-#[ignore]
-fn tmp_peak() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let t = avx512::Avx512::detect().unwrap();
-        for &(mr, kc, panels) in &[
-            (12usize, 288usize, 1usize),
-            (12, 288, 14),
-            (12, 288, 60),
-            (12, 192, 1),
-            (12, 192, 60),
-            (12, 576, 1),
-            (12, 576, 30),
-        ] {
-            let a = values(packed_rows_len(mr, kc), 1);
-            let b = values(kc * NR * panels, 2);
-            let mut c = vec![vec![0.0f32; NR]; mr];
-            let iters = 400_000_000 / (kc * mr * panels) * panels;
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let start = tmp_cpu_ns();
-                let mut rows: Vec<&mut [f32]> = c.iter_mut().map(|r| r.as_mut_slice()).collect();
-                for i in 0..iters {
-                    let p = i % panels;
-                    t.tile(
-                        &Tile {
-                            a: &a,
-                            b: &b[p * kc * NR..][..kc * NR],
-                            kc,
-                            col: 0,
-                            cols: NR,
-                            accumulate: true,
-                            prefetch: &[],
-                        },
-                        &mut rows,
-                    );
+fn grid_plans_cover_the_threads() {
+    // Every plan is a valid partition, and a product big enough to share gets at least one
+    // task per thread when it has the tiles and panels for it.
+    for threads in [2, 3, 4] {
+        for &m in &[2usize, 12, 30, 100, 512, 700, 1500] {
+            for &(n, k) in &[
+                (576usize, 576usize),
+                (192, 576),
+                (1536, 576),
+                (576, 1536),
+                (49152, 576),
+            ] {
+                let (tiles, panels) = (m.div_ceil(MR_MAX), n.div_ceil(NR));
+                let (mp, np) = plan_grid(tiles, panels, k, threads);
+                assert!(
+                    (1..=tiles).contains(&mp) && (1..=panels).contains(&np),
+                    "{m} {n} {k}"
+                );
+                assert!(
+                    tiles.div_ceil(mp) <= MC_TILES,
+                    "{m} {n} {k}: row blocks too big"
+                );
+                if tiles * panels >= threads {
+                    assert!(mp * np >= threads, "{m} {n} {k}: {mp} x {np} for {threads}");
                 }
-                best = best.min((tmp_cpu_ns() - start) as f64 * 1e-9);
             }
-            println!(
-                "mr {mr} kc {kc} panels {panels} (B {} KiB): {:.1} GFLOP/s",
-                kc * NR * panels * 4 / 1024,
-                (iters * mr * kc * NR * 2) as f64 / best * 1e-9
-            );
-        }
-    }
-}
-
-fn tmp_cpu_ns() -> u64 {
-    let mut ts = [0i64; 2];
-    unsafe {
-        std::arch::asm!("syscall", inlateout("rax") 228i64 => _, in("rdi") 3i64, in("rsi") ts.as_mut_ptr(), lateout("rcx") _, lateout("r11") _);
-    }
-    (ts[0] * 1_000_000_000 + ts[1]) as u64
-}
-
-#[test]
-#[ignore]
-fn tmp_tune() {
-    use candle_core::{Device, Tensor};
-    let shapes: Vec<(usize, usize, usize)> = std::env::var("SHAPES")
-        .unwrap_or("512x576x576,30x576x576,512x1536x576,512x576x1536".into())
-        .split(',')
-        .map(|s| {
-            let v: Vec<usize> = s.split('x').map(|t| t.parse().unwrap()).collect();
-            (v[0], v[1], v[2])
-        })
-        .collect();
-    in_pool(1, || {
-        for &(m, n, k) in &shapes {
-            let w = values(n * k, 1);
-            let x = values(m * k, 2);
-            let lin = PackedLinear::pack(&w, n, k).unwrap();
-            let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
-            let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
-            let mut out = vec![0.0; m * n];
-            let flops = 2.0 * (m * n * k) as f64;
-            let iters = (2e8 / flops).ceil() as usize;
-            let (mut bo, mut bc) = (f64::MAX, f64::MAX);
-            for _ in 0..std::env::var("REPS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(7)
-            {
-                let t = tmp_cpu_ns();
-                for _ in 0..iters {
-                    lin.forward(&x, m, &mut out);
-                }
-                bo = bo.min((tmp_cpu_ns() - t) as f64 / iters as f64);
-                let t = tmp_cpu_ns();
-                for _ in 0..iters {
-                    if std::env::var("ONLY_OURS").is_ok() {
-                        break;
-                    }
-                    std::hint::black_box(xt.matmul(&wt.t().unwrap()).unwrap());
-                }
-                bc = bc.min((tmp_cpu_ns() - t) as f64 / iters as f64);
-            }
-            println!(
-                "{m}x{n}x{k}: ours {:.1} candle {:.1} GFLOP/s (cpu time) ratio {:.2}",
-                flops / bo,
-                flops / bc,
-                bc / bo
-            );
-        }
-    });
-}
-
-#[test]
-#[ignore]
-fn tmp_plans() {
-    for &m in &[2usize, 12, 30, 100, 512, 700, 1500] {
-        for &(n, k) in &[
-            (576usize, 576usize),
-            (192, 576),
-            (1536, 576),
-            (576, 1536),
-            (49152, 576),
-        ] {
-            let (mt, np) = (m.div_ceil(MR_MAX), n.div_ceil(NR));
-            let (a, b) = plan_grid(mt, np, k, 2);
-            println!("m {m} n {n} k {k}: tiles {mt} panels {np} -> {a} x {b} (tiles/part {} panels/part {})", mt.div_ceil(a), np.div_ceil(b));
         }
     }
 }
