@@ -5,6 +5,9 @@ BIN        := target/release/debias-guard
 TRANSCRIPT := assets/transcripts/fractions_discussion.txt
 CARGO      ?= cargo
 
+# C ABI, header, install, C/C++/Go bindings and examples.
+include mk/ffi.mk
+
 .PHONY: all model build audit test lint unit bench fixtures clean
 
 all: build
@@ -35,7 +38,7 @@ lint:
 unit: model
 	$(CARGO) test --release --locked
 
-test: lint unit
+test: lint unit ffi-test
 
 ## Benchmarks on the real model; see docs/BENCHMARKS.md.
 bench: model

@@ -7,11 +7,13 @@
 //! - [`tokenizer`], [`chat`]: text ↔ tokens from the model file's own metadata;
 //! - [`rubric`], [`prompt`]: what is rated and the one prompt builder;
 //! - [`engine`]: prompts → prefix tree → label distributions, and generation;
-//! - [`guard`]: bias deltas, the probe catalog, audits, runtime checks and reports.
+//! - [`guard`]: bias deltas, the probe catalog, audits, runtime checks and reports;
+//! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
 
 pub mod chat;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
 pub mod guard;
 pub mod model;

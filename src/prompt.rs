@@ -74,13 +74,18 @@ impl PromptLayout {
     /// Largest layout file accepted, in bytes.
     pub const MAX_FILE_BYTES: usize = 256 * 1024;
 
-    /// Reads a layout from JSON (missing fields take their defaults).
+    /// Reads a layout from a JSON file (missing fields take their defaults).
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = crate::textio::read_text_file(path, Self::MAX_FILE_BYTES, "prompt layout")?;
-        serde_json::from_str(&text).map_err(|e| Error::Config {
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// Parses layout JSON; `source_name` appears in errors with the line of the problem.
+    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::Config {
             what: "prompt layout",
-            source_name: path.display().to_string(),
+            source_name: source_name.to_string(),
             line: e.line(),
             reason: e.to_string(),
         })

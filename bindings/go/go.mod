@@ -1,0 +1,3 @@
+module debias-guard/bindings/go
+
+go 1.19

@@ -1,0 +1,122 @@
+# C ABI: the generated header, C tests (plain, valgrind, AddressSanitizer), the C++ wrapper, the
+# Go binding, the three examples and `make install`. Included by the Makefile, which defines
+# CARGO and MODEL.
+#
+#   make ffi-test             everything below except install; part of `make test`
+#   make header               regenerate include/debias_guard.h after changing src/ffi/
+#   make examples             build and run the C, C++ and Go examples on the default model
+#   make install PREFIX=/opt  shared and static library, headers, lib/pkgconfig/debias-guard.pc
+#
+# Needs: a C and C++ compiler (gcc/g++ with libasan), valgrind, pkg-config, Go >= 1.19.
+
+PREFIX       ?= /usr/local
+GO           ?= go
+FFI_OUT      := target/ffi
+FFI_LIB      := target/release
+FFI_TINY     := $(FFI_OUT)/tiny.gguf
+FFI_PREFIX   := $(CURDIR)/$(FFI_OUT)/prefix
+FFI_SAMPLE   := assets/transcripts/multiplication_drill.txt
+FFI_ITEM     := instructional_dialogue
+FFI_VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+FFI_CFLAGS   := -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude -Itests/ffi
+FFI_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude -Ibindings/cpp
+FFI_LDLIBS   := -L$(FFI_LIB) -ldebias_guard -Wl,-rpath,$(CURDIR)/$(FFI_LIB) -lm -pthread
+FFI_ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
+FFI_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+FFI_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
+                --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
+
+.PHONY: ffi-test ffi-lib header header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test \
+        examples ffi-example-c ffi-example-cpp ffi-example-go install
+
+ffi-test: header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test examples
+
+## The library (cdylib + staticlib) and the tiny-model writer the tests use.
+ffi-lib:
+	@mkdir -p $(FFI_OUT)
+	$(CARGO) build --release --locked --lib --example make_tiny_model
+
+$(FFI_TINY): ffi-lib
+	$(FFI_LIB)/examples/make_tiny_model $@
+
+## The checked-in header must equal a fresh generation; `make header` rewrites it.
+header-check:
+	$(CARGO) test --release --locked --test ffi_header
+
+header:
+	DEBIAS_GUARD_WRITE_HEADER=1 $(CARGO) test --release --locked --test ffi_header
+
+## C tests on the tiny model: plain and under AddressSanitizer + UBSan.
+ffi-c-test: ffi-lib $(FFI_TINY)
+	$(CC) $(FFI_CFLAGS) tests/ffi/test_api.c -o $(FFI_OUT)/test_api $(FFI_LDLIBS)
+	$(CC) $(FFI_CFLAGS) tests/ffi/test_threads.c -o $(FFI_OUT)/test_threads $(FFI_LDLIBS)
+	$(CC) $(FFI_CFLAGS) $(FFI_ASAN) tests/ffi/test_api.c -o $(FFI_OUT)/test_api_asan $(FFI_LDLIBS)
+	$(CC) $(FFI_CFLAGS) $(FFI_ASAN) tests/ffi/test_threads.c -o $(FFI_OUT)/test_threads_asan $(FFI_LDLIBS)
+	$(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch
+	$(FFI_OUT)/test_threads $(FFI_TINY)
+	$(FFI_ASAN_ENV) $(FFI_OUT)/test_api_asan $(FFI_TINY) $(FFI_OUT)/scratch-asan
+	$(FFI_ASAN_ENV) $(FFI_OUT)/test_threads_asan $(FFI_TINY)
+
+## The C++ wrapper on the tiny model, under AddressSanitizer + UBSan.
+ffi-cpp-test: ffi-lib $(FFI_TINY)
+	$(CXX) $(FFI_CXXFLAGS) $(FFI_ASAN) tests/ffi/test_cpp.cpp -o $(FFI_OUT)/test_cpp $(FFI_LDLIBS)
+	$(FFI_ASAN_ENV) $(FFI_OUT)/test_cpp $(FFI_TINY) $(FFI_OUT)/scratch-cpp
+
+## test_api under valgrind memcheck: no invalid access, no definite or indirect leak.
+## ("possibly lost" blocks are the library's process-wide lazy statics; they are reported only.)
+ffi-valgrind: ffi-c-test
+	@rm -f $(FFI_OUT)/valgrind.log
+	$(FFI_VALGRIND) --log-file=$(FFI_OUT)/valgrind.log \
+	    $(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch-valgrind \
+	    || { cat $(FFI_OUT)/valgrind.log; exit 1; }
+	@grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost" $(FFI_OUT)/valgrind.log
+
+## Go binding: vet, format, and tests (with a concurrent one) under the race detector.
+ffi-go-test: ffi-lib $(FFI_TINY)
+	@unformatted=$$(gofmt -l bindings/go examples/go); \
+	 if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	cd bindings/go && $(GO) vet ./...
+	cd bindings/go && DEBIAS_GUARD_TINY_MODEL=$(CURDIR)/$(FFI_TINY) $(GO) test -count=1 -race ./...
+
+## The examples audit a sample transcript on the default model and print the verdict.
+examples: ffi-example-c ffi-example-cpp ffi-example-go
+
+## C, built against an installed copy through pkg-config (shared), and linked statically.
+ffi-example-c: $(MODEL) $(FFI_TINY)
+	rm -rf $(FFI_PREFIX)
+	$(call ffi_install,$(FFI_PREFIX),$(FFI_PREFIX))
+	PKG_CONFIG_PATH=$(FFI_PREFIX)/lib/pkgconfig sh -c '$(CC) -std=c11 -Wall -Wextra -Werror \
+	    examples/c/audit.c -o $(FFI_OUT)/audit_c $$(pkg-config --cflags --libs debias-guard) \
+	    -Wl,-rpath,$$(pkg-config --variable=libdir debias-guard)'
+	$(FFI_OUT)/audit_c $(MODEL) $(FFI_SAMPLE) $(FFI_ITEM)
+	PKG_CONFIG_PATH=$(FFI_PREFIX)/lib/pkgconfig sh -c '$(CC) -std=c11 -Wall -Wextra -Werror \
+	    examples/c/audit.c -o $(FFI_OUT)/audit_c_static $$(pkg-config --cflags debias-guard) \
+	    $$(pkg-config --static --libs debias-guard \
+	       | sed "s/-ldebias_guard/-Wl,-Bstatic -ldebias_guard -Wl,-Bdynamic/")'
+	! ldd $(FFI_OUT)/audit_c_static | grep -q debias_guard
+	$(FFI_OUT)/audit_c_static $(FFI_TINY) $(FFI_SAMPLE) $(FFI_ITEM) > /dev/null
+
+## C++, under AddressSanitizer + UBSan.
+ffi-example-cpp: ffi-lib $(MODEL)
+	$(CXX) $(FFI_CXXFLAGS) $(FFI_ASAN) examples/cpp/audit.cpp -o $(FFI_OUT)/audit_cpp $(FFI_LDLIBS)
+	$(FFI_ASAN_ENV) $(FFI_OUT)/audit_cpp $(MODEL) $(FFI_SAMPLE) $(FFI_ITEM)
+
+## Go.
+ffi-example-go: ffi-lib $(MODEL)
+	cd examples/go && $(GO) vet . && $(GO) build -o $(CURDIR)/$(FFI_OUT)/audit_go .
+	$(FFI_OUT)/audit_go $(MODEL) $(FFI_SAMPLE) $(FFI_ITEM)
+
+## Install the library, the C and C++ headers and a pkg-config file under $(DESTDIR)$(PREFIX).
+install: ffi-lib
+	$(call ffi_install,$(DESTDIR)$(PREFIX),$(PREFIX))
+
+# $(call ffi_install,DIR,PREFIX): copies the files to DIR; the .pc file names PREFIX.
+define ffi_install
+	install -d $(1)/lib/pkgconfig $(1)/include
+	install -m 755 $(FFI_LIB)/libdebias_guard.so $(1)/lib/libdebias_guard.so
+	install -m 644 $(FFI_LIB)/libdebias_guard.a $(1)/lib/libdebias_guard.a
+	install -m 644 include/debias_guard.h $(1)/include/debias_guard.h
+	install -m 644 bindings/cpp/debias_guard.hpp $(1)/include/debias_guard.hpp
+	sed -e 's|@PREFIX@|$(abspath $(2))|g' -e 's|@VERSION@|$(FFI_VERSION)|g' \
+	    mk/debias-guard.pc.in > $(1)/lib/pkgconfig/debias-guard.pc
+endef
