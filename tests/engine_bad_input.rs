@@ -312,3 +312,36 @@ fn prompt_layout_files_are_validated() {
         Err(Error::Config { .. })
     ));
 }
+
+#[test]
+fn engine_options_are_checked_before_loading() {
+    let path = tiny_model("options", &TinySpec::default());
+    for options in [
+        EngineOptions {
+            prefill_chunk: 0,
+            ..Default::default()
+        },
+        EngineOptions {
+            prefill_chunk: 1 << 20,
+            ..Default::default()
+        },
+        EngineOptions {
+            threads: 1 << 20,
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(
+            Engine::open(&path, &options),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+    // Checked before the file is read: a missing file still reports the bad option.
+    let bad = EngineOptions {
+        prefill_chunk: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Engine::open("absent.gguf", &bad),
+        Err(Error::InvalidInput(_))
+    ));
+}

@@ -21,6 +21,13 @@ use crate::tokenizer::TextTokenizer;
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
+/// Largest prefill chunk accepted (tokens); the attention mask of one chunk is
+/// chunk × (context) floats per query group, so this bounds a call's scratch memory.
+pub const MAX_PREFILL_CHUNK: usize = 4096;
+
+/// Most worker threads an engine may start.
+pub const MAX_THREADS: usize = 1024;
+
 /// How to open a model.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -42,6 +49,25 @@ impl Default for EngineOptions {
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
             device: Device::Cpu,
         }
+    }
+}
+
+impl EngineOptions {
+    /// Checks the numbers before anything is loaded.
+    pub fn validate(&self) -> Result<()> {
+        if self.prefill_chunk == 0 || self.prefill_chunk > MAX_PREFILL_CHUNK {
+            return Err(Error::InvalidInput(format!(
+                "prefill_chunk {} is outside 1..={MAX_PREFILL_CHUNK}",
+                self.prefill_chunk
+            )));
+        }
+        if self.threads > MAX_THREADS {
+            return Err(Error::InvalidInput(format!(
+                "threads {} is above the limit of {MAX_THREADS}",
+                self.threads
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -68,6 +94,7 @@ impl Engine {
     /// Opens a GGUF model file.
     pub fn open(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let path = path.as_ref();
+        options.validate()?;
         let file = GgufFile::open(path)?;
         let tokenizer = TextTokenizer::from_gguf(&file)?;
         let model = DecoderModel::from_gguf(&file, options.weight_format, &options.device)?;
@@ -87,11 +114,6 @@ impl Engine {
             tokenizer.bos_text().unwrap_or(""),
             tokenizer.eos_text().unwrap_or(""),
         )?;
-        if options.prefill_chunk == 0 {
-            return Err(Error::InvalidInput(
-                "prefill_chunk must be at least 1".into(),
-            ));
-        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads)
             .thread_name(|i| format!("debias-guard-{i}"))
