@@ -5,13 +5,16 @@
 //! target/bench/prompts.json for scripts/bench_llamacpp.py). Options via env: BENCH_RUNS (5),
 //! BENCH_THREADS (2).
 
-use debias_guard::{Engine, EngineOptions, LabelPrompt, PromptBuilder, Rubric, Transcript};
-use serde_json::{json, Value};
+use debias_guard::guard::probes::{PoleSide, ProbeKind};
+use debias_guard::{
+    Engine, EngineOptions, LabelPrompt, ProbeCatalog, PromptBuilder, Rubric, SplitSelection,
+    Transcript,
+};
+use serde_json::json;
 use std::time::Instant;
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const TRANSCRIPT: &str = "assets/transcripts/fractions_discussion.txt";
-const PROBES: &str = "assets/probes/default.json";
 
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -20,28 +23,25 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The first train wording of each category's high pole, then one control: 8 contexts.
+/// The first wording of each category's high pole, then the first control: 8 contexts.
 fn contexts() -> Vec<(String, String)> {
-    let catalog: Value =
-        serde_json::from_str(&std::fs::read_to_string(PROBES).expect("probe catalog"))
-            .expect("json");
-    let mut out: Vec<(String, String)> = catalog["categories"]
-        .as_array()
-        .expect("categories")
-        .iter()
-        .map(|c| {
-            let w = &c["poles"]["high"]["wordings"][0];
-            (
-                w["id"].as_str().unwrap().to_string(),
-                w["text"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let control = &catalog["controls"][0];
-    out.push((
-        control["id"].as_str().unwrap().to_string(),
-        control["text"].as_str().unwrap().to_string(),
-    ));
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    let mut control = None;
+    for probe in ProbeCatalog::builtin().probes(SplitSelection::All) {
+        match &probe.kind {
+            ProbeKind::Category {
+                category,
+                pole: PoleSide::High,
+            } if !seen.contains(category) => {
+                seen.push(category.clone());
+                out.push((probe.id, probe.text));
+            }
+            ProbeKind::Control if control.is_none() => control = Some((probe.id, probe.text)),
+            _ => {}
+        }
+    }
+    out.extend(control);
     out.truncate(8);
     out
 }
