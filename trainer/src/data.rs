@@ -1,0 +1,1 @@
+//! Records the trainer reads and writes as JSONL: scored transcripts and preference pairs.

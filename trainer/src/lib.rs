@@ -1,0 +1,13 @@
+//! Debiasing-DPO training of LoRA adapters for debias-guard scorers, on burn.
+//!
+//! Pipeline: `synth` (synthetic NCTE-format data) -> `pairs` (preference pairs from the model's own reasoning with
+//! and without a spurious context) -> `train` (DPO + SFT on LoRA adapters) -> `export` (PEFT adapter) -> `eval`.
+
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod pairs;
+pub mod synth;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Deterministic synthetic NCTE-format transcripts with a documented scoring rule.
