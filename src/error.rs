@@ -97,6 +97,30 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A Hugging Face model directory is incomplete or malformed (config, index, safetensors).
+    #[error("model {path}: {reason}")]
+    ModelFile {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A LoRA adapter is malformed or does not fit the base model.
+    #[error("adapter {adapter}: {reason}")]
+    Adapter {
+        /// The adapter's name or directory.
+        adapter: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A LoRA adapter uses a feature this library does not implement (named, never ignored).
+    #[error("adapter {adapter} uses {feature}, which is not supported")]
+    UnsupportedAdapterFeature {
+        /// The adapter's name or directory.
+        adapter: String,
+        /// The feature (`use_dora`, `modules_to_save`, …).
+        feature: String,
+    },
     /// An error from the tensor backend.
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),
@@ -117,6 +141,20 @@ impl Error {
     pub(crate) fn tensor(tensor: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Tensor {
             tensor: tensor.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn model_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::ModelFile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn adapter(adapter: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Adapter {
+            adapter: adapter.into(),
             reason: reason.into(),
         }
     }

@@ -2,7 +2,8 @@
 //! irrelevant social context moves the score.
 //!
 //! Layers, each knowing only those below it:
-//! - [`gguf`]: bounds-checked GGUF parsing and tensor loading;
+//! - [`gguf`], [`hf`]: bounds-checked GGUF parsing and Hugging Face directories (config,
+//!   safetensors, tokenizer.json); [`weights`]: any of them as dense f32 in HF layout;
 //! - [`model`]: the decoder (weights shared, per-call [`model::KvState`]);
 //! - [`tokenizer`], [`chat`]: text ↔ tokens from the model file's own metadata;
 //! - [`rubric`], [`prompt`]: what is rated and the one prompt builder;
@@ -13,15 +14,18 @@
 pub mod chat;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod ffi;
 pub mod gguf;
 pub mod guard;
+pub mod hf;
 pub mod model;
 pub mod prompt;
 pub mod rubric;
 pub mod textio;
 pub mod tiny;
 pub mod tokenizer;
+pub mod weights;
 
 pub use engine::{
     Engine, EngineOptions, FinishReason, GenerateOptions, Generation, LabelPrompt,

@@ -1,5 +1,5 @@
 //! Byte-level BPE tokenizers rebuilt from GGUF metadata (`tokenizer.ggml.*`), so a model file is
-//! all that is needed. Each supported `tokenizer.ggml.pre` maps to the pre-tokenization its
+//! all that is needed (Hugging Face directories bring a `tokenizer.json`, see [`crate::hf`]). Each supported `tokenizer.ggml.pre` maps to the pre-tokenization its
 //! family was trained with; an unknown one is an error rather than a guess.
 
 use crate::error::{Error, Result};
@@ -22,6 +22,9 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// GGUF token types that mark control tokens (3) and user-defined added tokens (4).
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+
+/// Largest vocabulary accepted.
+const MAX_VOCAB: usize = 1 << 20;
 
 /// Names of end-of-turn tokens that stop generation besides `eos_token_id`.
 const END_OF_TURN_NAMES: [&str; 5] = [
@@ -189,6 +192,65 @@ impl TextTokenizer {
             special_texts,
             tokens,
         })
+    }
+
+    /// Wraps a ready `tokenizers` tokenizer (from a `tokenizer.json`): the vocabulary, added
+    /// tokens and end-of-turn markers are read from it.
+    pub(crate) fn from_tokenizer(
+        inner: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        add_bos: bool,
+        mut stop: Vec<u32>,
+    ) -> Result<Self> {
+        let size = inner.get_vocab_size(true);
+        if size == 0 || size > MAX_VOCAB {
+            return Err(Error::Tokenizer(format!(
+                "vocabulary of {size} tokens is out of range"
+            )));
+        }
+        let mut tokens = vec![String::new(); size];
+        for (text, id) in inner.get_vocab(true) {
+            if let Some(slot) = tokens.get_mut(id as usize) {
+                *slot = text;
+            }
+        }
+        let mut special_texts = Vec::new();
+        for (id, added) in inner.get_added_tokens_decoder() {
+            if added.special && END_OF_TURN_NAMES.contains(&added.content.as_str()) {
+                stop.push(id);
+            }
+            special_texts.push(added.content.clone());
+        }
+        special_texts.sort();
+        if let Some(&bad) = stop
+            .iter()
+            .chain(bos.iter())
+            .find(|&&id| id as usize >= size)
+        {
+            return Err(Error::Tokenizer(format!(
+                "special token id {bad} is outside the vocabulary of {size}"
+            )));
+        }
+        stop.sort_unstable();
+        stop.dedup();
+        Ok(Self {
+            inner,
+            bos,
+            add_bos: add_bos && bos.is_some(),
+            stop_ids: stop,
+            special_texts,
+            tokens,
+        })
+    }
+
+    /// Whether BOS is prepended when encoding.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// The underlying `tokenizers` tokenizer (e.g. to save it as `tokenizer.json`).
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
     }
 
     /// Token ids of `text`, with control tokens written in the text (e.g. `<|im_start|>`) parsed

@@ -14,7 +14,7 @@ pub use tree::{TokenQuery, TreeStats};
 use crate::chat::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, MetadataExt};
-use crate::model::{DecoderModel, ModelConfig, WeightFormat, DEFAULT_PREFILL_CHUNK};
+use crate::model::{DecoderModel, ModelConfig, TensorSource, WeightFormat, DEFAULT_PREFILL_CHUNK};
 use crate::prompt::{PromptBuilder, PromptMessages, Transcript};
 use crate::rubric::RubricItem;
 use crate::tokenizer::TextTokenizer;
@@ -91,16 +91,39 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens a GGUF model file.
+    /// Opens a model: a GGUF file, or a Hugging Face directory (`config.json`, safetensors,
+    /// `tokenizer.json`, `tokenizer_config.json`).
     pub fn open(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let path = path.as_ref();
         options.validate()?;
-        let file = GgufFile::open(path)?;
-        let tokenizer = TextTokenizer::from_gguf(&file)?;
-        let model = DecoderModel::from_gguf(&file, options.weight_format, &options.device)?;
+        let (model, tokenizer, template) = if crate::hf::is_model_dir(path) {
+            let dir = crate::hf::HfModelDir::open(path)?;
+            if !dir.config.tie_word_embeddings && dir.tensor_dims("output.weight").is_none() {
+                return Err(Error::model_file(
+                    path,
+                    "lm_head.weight is missing and tie_word_embeddings is false",
+                ));
+            }
+            let model = DecoderModel::from_source(
+                dir.config.model.clone(),
+                &dir,
+                options.weight_format,
+                &options.device,
+            )?;
+            (model, dir.tokenizer()?, dir.chat_template()?)
+        } else {
+            let file = GgufFile::open(path)?;
+            let tokenizer = TextTokenizer::from_gguf(&file)?;
+            let model = DecoderModel::from_gguf(&file, options.weight_format, &options.device)?;
+            let template = file
+                .metadata
+                .opt_str("tokenizer.chat_template")?
+                .map(str::to_string);
+            (model, tokenizer, template)
+        };
         if tokenizer.vocab_size() > model.config().vocab_size {
             return Err(Error::metadata(
-                "tokenizer.ggml.tokens",
+                "vocab_size",
                 format!(
                     "{} tokens but the embedding has {} rows",
                     tokenizer.vocab_size(),
@@ -108,9 +131,8 @@ impl Engine {
                 ),
             ));
         }
-        let template = file.metadata.opt_str("tokenizer.chat_template")?;
         let chat = ChatTemplate::new(
-            template,
+            template.as_deref(),
             tokenizer.bos_text().unwrap_or(""),
             tokenizer.eos_text().unwrap_or(""),
         )?;

@@ -24,12 +24,12 @@ pub enum dg_status {
     InvalidArgument = 3,
     /// A rubric item id is not in the rubric.
     NotFound = 4,
-    /// The request is valid but not implemented in this version (e.g. adapters).
+    /// The request is valid but not implemented in this version (e.g. a DoRA adapter).
     NotSupported = 5,
     /// A file could not be opened or read (model, rubric, probe catalog) or written (report).
     Io = 6,
-    /// The model file is not a valid GGUF model: bad header, metadata, tensor shapes,
-    /// tokenizer or chat template.
+    /// The model is not valid: bad GGUF header or metadata, bad Hugging Face config, index or
+    /// safetensors, tensor shapes, tokenizer or chat template.
     ModelInvalid = 7,
     /// The model file is valid but uses an architecture or tensor type this library does not
     /// implement.
@@ -45,11 +45,14 @@ pub enum dg_status {
     Backend = 12,
     /// The library panicked; the panic was caught at the boundary. Please report it.
     Panic = 13,
+    /// A LoRA adapter is malformed, does not fit the base model, or is not loaded under that
+    /// name.
+    AdapterInvalid = 14,
 }
 
 impl dg_status {
     /// Every status, in numeric order.
-    pub const ALL: [dg_status; 14] = [
+    pub const ALL: [dg_status; 15] = [
         Self::Ok,
         Self::NullArgument,
         Self::InvalidUtf8,
@@ -64,6 +67,7 @@ impl dg_status {
         Self::Label,
         Self::Backend,
         Self::Panic,
+        Self::AdapterInvalid,
     ];
 
     /// The status of a library error (no wildcard: a new `Error` variant must be mapped here).
@@ -74,7 +78,10 @@ impl dg_status {
             | Error::Metadata { .. }
             | Error::Tensor { .. }
             | Error::Tokenizer(_)
-            | Error::ChatTemplate(_) => Self::ModelInvalid,
+            | Error::ChatTemplate(_)
+            | Error::ModelFile { .. } => Self::ModelInvalid,
+            Error::Adapter { .. } => Self::AdapterInvalid,
+            Error::UnsupportedAdapterFeature { .. } => Self::NotSupported,
             Error::UnsupportedArchitecture(_) | Error::UnsupportedTensorType { .. } => {
                 Self::ModelUnsupported
             }
@@ -104,6 +111,7 @@ impl dg_status {
             Self::Label => c"a label of the scale cannot be scored",
             Self::Backend => c"the tensor backend failed",
             Self::Panic => c"internal error: the library panicked",
+            Self::AdapterInvalid => c"the adapter is invalid or does not fit the base model",
         }
     }
 }

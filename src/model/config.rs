@@ -1,4 +1,5 @@
-//! Hyper-parameters of a decoder, read from GGUF metadata and validated before any tensor loads.
+//! Hyper-parameters of a decoder, read from GGUF metadata (or an HF `config.json`, see
+//! [`crate::hf`]) and validated before any tensor loads.
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, MetadataExt};
@@ -65,6 +66,8 @@ pub struct ModelConfig {
     pub rope_interleaved: bool,
     /// Linear position scaling factor (1.0 = none).
     pub rope_linear_scale: f64,
+    /// Per-pair frequency divisors (llama3 RoPE scaling), `head_dim / 2` of them.
+    pub rope_freq_factors: Option<Vec<f32>>,
 }
 
 impl ModelConfig {
@@ -114,9 +117,46 @@ impl ModelConfig {
             rope_base: md.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_interleaved: architecture == Architecture::Llama,
             rope_linear_scale,
+            rope_freq_factors: None,
+        };
+        config.validate()?;
+        let factors = match file.tensor_info("rope_freqs.weight") {
+            Some(info) if info.dims != [config.head_dim / 2] => {
+                return Err(Error::tensor(
+                    "rope_freqs.weight",
+                    format!(
+                        "shape {:?} does not match head width {}",
+                        info.dims, config.head_dim
+                    ),
+                ))
+            }
+            Some(_) => Some(
+                file.qtensor("rope_freqs.weight", &candle_core::Device::Cpu)?
+                    .dequantize(&candle_core::Device::Cpu)?
+                    .to_vec1::<f32>()?,
+            ),
+            None => None,
+        };
+        let config = Self {
+            rope_freq_factors: factors,
+            ..config
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// Inverse RoPE frequencies, one per rotated pair (`head_dim / 2`):
+    /// `base^(-2i/d) / (linear_scale * factor_i)`. Every implementation (engine, trainer) uses
+    /// these, so positions are encoded identically.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let d = self.head_dim;
+        (0..d / 2)
+            .map(|i| {
+                let f = self.rope_base.powf(-((2 * i) as f64) / d as f64) / self.rope_linear_scale;
+                let factor = self.rope_freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
+                (f / factor) as f32
+            })
+            .collect()
     }
 
     /// Checks that the numbers are consistent and within sane bounds.
@@ -181,6 +221,18 @@ impl ModelConfig {
                 "rope.scaling.factor",
                 format!("{} is not positive", self.rope_linear_scale),
             );
+        }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim / 2 || f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return bad(
+                    "rope_freqs",
+                    format!(
+                        "{} factors for head width {} must all be positive",
+                        f.len(),
+                        self.head_dim
+                    ),
+                );
+            }
         }
         Ok(())
     }

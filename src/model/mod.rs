@@ -4,12 +4,16 @@
 mod block;
 mod config;
 mod kv;
+pub mod names;
 mod rope;
+mod source;
 
 pub mod kernels;
 
 pub use config::{Architecture, ModelConfig};
 pub use kv::KvState;
+pub use names::Projection;
+pub use source::TensorSource;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -28,6 +32,8 @@ pub enum WeightFormat {
     DenseF32,
     /// Keep quantized matrices quantized (smallest memory).
     AsStored,
+    /// Quantize every float matrix to this GGML type at load (already quantized ones stay).
+    Quantize(GgmlDType),
 }
 
 /// Largest dequantized weight size for which [`WeightFormat::Auto`] chooses dense f32 (bytes).
@@ -52,21 +58,33 @@ pub struct DecoderModel {
 impl DecoderModel {
     /// Loads and shape-checks the weights of a GGUF model.
     pub fn from_gguf(file: &GgufFile, format: WeightFormat, device: &Device) -> Result<Self> {
-        let config = ModelConfig::from_gguf(file)?;
-        let dense = match format {
-            WeightFormat::DenseF32 => true,
-            WeightFormat::AsStored => false,
-            WeightFormat::Auto => dense_size_bytes(file) <= AUTO_DENSE_LIMIT_BYTES,
+        Self::from_source(ModelConfig::from_gguf(file)?, file, format, device)
+    }
+
+    /// Loads and shape-checks the weights of any tensor source for a validated configuration.
+    pub fn from_source(
+        config: ModelConfig,
+        file: &dyn TensorSource,
+        format: WeightFormat,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let (dense, quantize) = match format {
+            WeightFormat::DenseF32 => (true, None),
+            WeightFormat::AsStored => (false, None),
+            WeightFormat::Quantize(dtype) => (false, Some(dtype)),
+            WeightFormat::Auto => (dense_size_bytes(file) <= AUTO_DENSE_LIMIT_BYTES, None),
         };
         let loader = Loader {
             file,
             device,
             dense,
+            quantize,
         };
         let (h, hd) = (config.hidden_size, config.head_dim);
         let embd = loader.qtensor("token_embd.weight", &[config.vocab_size, h])?;
         let embedding = embd.dequantize(device)?;
-        let output = LinearWeight::new(match file.tensor_info("output.weight") {
+        let output = LinearWeight::new(match file.tensor_dims("output.weight") {
             Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
             None if dense => QMatMul::Tensor(embedding.clone()),
             None => QMatMul::from_qtensor(embd)?,
@@ -99,29 +117,7 @@ impl DecoderModel {
                 ffn_down: linear("ffn_down", h, config.ffn_size, false)?,
             });
         }
-        let freq_factors = match file.tensor_info("rope_freqs.weight") {
-            Some(_) => Some(
-                loader
-                    .vector("rope_freqs.weight", hd / 2)?
-                    .to_vec1::<f32>()?,
-            ),
-            None => None,
-        };
-        if let Some(f) = &freq_factors {
-            if f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-                return Err(Error::tensor(
-                    "rope_freqs.weight",
-                    "factors must be positive",
-                ));
-            }
-        }
-        let rope = Rope::new(
-            hd,
-            config.rope_base,
-            config.rope_linear_scale,
-            freq_factors.as_deref(),
-            config.rope_interleaved,
-        );
+        let rope = Rope::new(&config);
         Ok(Self {
             output_norm: loader.vector("output_norm.weight", h)?,
             config,
@@ -345,45 +341,51 @@ fn tree_mask(
 }
 
 /// Bytes the model's matrices take once dequantized to f32.
-fn dense_size_bytes(file: &GgufFile) -> u64 {
-    file.tensor_names()
-        .filter_map(|n| file.tensor_info(n))
-        .map(|t| t.dims.iter().product::<usize>() as u64 * 4)
+fn dense_size_bytes(file: &dyn TensorSource) -> u64 {
+    file.names()
+        .iter()
+        .filter_map(|n| file.tensor_dims(n))
+        .map(|dims| dims.iter().product::<usize>() as u64 * 4)
         .sum()
 }
 
 /// Loads tensors by GGUF name, checking each shape against the configuration.
 struct Loader<'a> {
-    file: &'a GgufFile,
+    file: &'a dyn TensorSource,
     device: &'a Device,
     dense: bool,
+    quantize: Option<GgmlDType>,
 }
 
 impl Loader<'_> {
     fn qtensor(&self, name: &str, dims: &[usize]) -> Result<candle_core::quantized::QTensor> {
-        let info = self
+        let found = self
             .file
-            .tensor_info(name)
+            .tensor_dims(name)
             .ok_or_else(|| Error::tensor(name, "missing from the file"))?;
-        if info.dims != dims {
+        if found != dims {
             return Err(Error::tensor(
                 name,
-                format!(
-                    "shape {:?} does not match the metadata, which implies {dims:?}",
-                    info.dims
-                ),
+                format!("shape {found:?} does not match the metadata, which implies {dims:?}"),
             ));
         }
-        self.file.qtensor(name, self.device)
+        self.file.load_tensor(name, self.device)
     }
 
     fn matrix(&self, name: &str, dims: &[usize]) -> Result<QMatMul> {
         let q = self.qtensor(name, dims)?;
-        Ok(match q.dtype() {
+        let float = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        Ok(match self.quantize {
             _ if self.dense => QMatMul::Tensor(q.dequantize(self.device)?),
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                QMatMul::Tensor(q.dequantize(self.device)?)
+            Some(target) if float && target != GgmlDType::F32 => {
+                let dense = q.dequantize(self.device)?;
+                let quantized =
+                    candle_core::quantized::QTensor::quantize(&dense, target).map_err(|e| {
+                        Error::tensor(name, format!("cannot quantize to {target:?}: {e}"))
+                    })?;
+                QMatMul::from_qtensor(quantized)?
             }
+            _ if float => QMatMul::Tensor(q.dequantize(self.device)?),
             _ => QMatMul::from_qtensor(q)?,
         })
     }

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Result, Tensor};
 
-/// Inverse frequencies of one model, with optional per-dimension divisors (llama3 `rope_freqs`).
+/// Inverse frequencies of one model and its pair layout (adjacent pairs or halves).
 #[derive(Debug, Clone)]
 pub struct Rope {
     inv_freq: Vec<f32>,
@@ -11,24 +11,11 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Builds the frequencies `1 / (base^(2i/d) * factor_i * linear_scale)`.
-    pub fn new(
-        head_dim: usize,
-        base: f64,
-        linear_scale: f64,
-        freq_factors: Option<&[f32]>,
-        interleaved: bool,
-    ) -> Self {
-        let inv_freq = (0..head_dim / 2)
-            .map(|i| {
-                let f = base.powf(-((2 * i) as f64) / head_dim as f64) / linear_scale;
-                let factor = freq_factors.map_or(1.0, |f| f[i] as f64);
-                (f / factor) as f32
-            })
-            .collect();
+    /// The rotation of a model with these hyper-parameters.
+    pub fn new(config: &super::ModelConfig) -> Self {
         Self {
-            inv_freq,
-            interleaved,
+            inv_freq: config.rope_inv_freq(),
+            interleaved: config.rope_interleaved,
         }
     }
 
