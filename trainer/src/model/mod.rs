@@ -1,0 +1,34 @@
+//! The trainable model: the library's Llama / Qwen2 decoder re-expressed on burn, with frozen base
+//! weights and LoRA adapters as the only trainable state.
+//!
+//! Public API (everything a training loop needs):
+//! - [`Decoder`]: frozen base weights. [`Decoder::from_tensors`] loads Hugging Face-named dense
+//!   tensors; [`Decoder::hidden_states`] / [`Decoder::logits_at`] / [`Decoder::logits`] run it with
+//!   `Some(&adapter)` (policy) or `None` (reference model: same weights, adapter off).
+//! - [`LoraConfig`], [`LoraTarget`], [`LoraAdapter`]: adapter hyper-parameters and factors
+//!   (`A` `[r, in]` Kaiming-uniform from a seed, `B` `[out, r]` zero, `y = base(x) + scale ·
+//!   (x Aᵀ) Bᵀ`, scale `alpha/r` or `alpha/√r` with rsLoRA). The adapter is a burn `Module`
+//!   whose parameters are exactly the factors, so `GradientsParams::from_grads(grads, &adapter)`
+//!   and an optimiser over it train nothing else.
+//! - [`ScoredSequence`] (prompt + response tokens, from text via the library's tokenizer) and
+//!   [`TokenBatch`] (right-padded batch).
+//! - [`sequence_logprobs`] → [`SequenceLogProbs`] (`sum`, `mean` `[batch]`, `count`) and
+//!   [`token_logprobs`] → [`TokenLogProbs`] (per-token values for token-level losses).
+//! - [`save_peft`] / [`load_peft`]: PEFT adapter directories (also the checkpoint format).
+//!
+//! Devices: burn 0.22 selects the backend through [`burn::tensor::Device`] rather than a type
+//! parameter; train on `Device::flex().autodiff()`, and build the decoder and adapter on that
+//! same device.
+
+mod batch;
+mod decoder;
+mod lora;
+mod peft;
+mod rope;
+mod score;
+
+pub use batch::{ScoredSequence, TokenBatch};
+pub use decoder::{Decoder, DenseParts};
+pub use lora::{LoraAdapter, LoraConfig, LoraLayer, LoraPair, LoraTarget, MAX_LORA_RANK};
+pub use peft::{load_peft, peft_key, save_peft, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
+pub use score::{sequence_logprobs, token_logprobs, SequenceLogProbs, TokenLogProbs};

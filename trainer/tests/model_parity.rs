@@ -1,0 +1,133 @@
+//! The burn decoder computes what the library's candle engine computes: same logits for the same
+//! weights and tokens (llama and qwen2, tied and untied heads), batched with right padding.
+
+mod model_support;
+
+use burn::tensor::Device;
+use debias_guard_trainer::model::{
+    sequence_logprobs, LoraAdapter, LoraConfig, ScoredSequence, TokenBatch,
+};
+use model_support::{decoder, engine, max_abs_diff, scratch_dir, tiny_model, values};
+
+/// Largest absolute logit difference accepted between burn and candle (f32 both; the tiny
+/// models' logits are O(1), so this is ~1e-5 relative).
+const LOGIT_TOLERANCE: f32 = 1e-4;
+
+const TEXT: &str = "TEACHER: What is one half plus one quarter?\nSTUDENT: Three quarters, because two quarters make a half.";
+
+fn check_parity(architecture: &str, untied: bool) {
+    let dir = scratch_dir(&format!("parity-{architecture}-{untied}"));
+    let path = tiny_model(&dir, architecture, untied);
+    let engine = engine(&path);
+    let config = engine.config().clone();
+    let device = Device::flex();
+    let model = decoder(&path, &config, &device);
+    let tokens = engine.tokenize(TEXT).expect("tokenize");
+    assert!(tokens.len() > 20, "the text should give a real sequence");
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    let expected: Vec<f32> = engine
+        .logits(&tokens, &positions)
+        .expect("candle logits")
+        .concat();
+    let batch = TokenBatch::whole(&tokens, &config).expect("batch");
+    let got = values(model.logits(&batch, None).expect("burn logits"));
+    let diff = max_abs_diff(&got, &expected);
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    eprintln!(
+        "{architecture} untied={untied}: {} tokens, max |burn - candle| = {diff:.2e} (max |logit| {scale:.2})",
+        tokens.len()
+    );
+    assert!(
+        diff <= LOGIT_TOLERANCE,
+        "{architecture} (untied {untied}): max |burn - candle| = {diff}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn llama_logits_match_the_library() {
+    check_parity("llama", false);
+}
+
+#[test]
+fn llama_untied_logits_match_the_library() {
+    check_parity("llama", true);
+}
+
+#[test]
+fn qwen2_logits_match_the_library() {
+    check_parity("qwen2", false);
+}
+
+/// Sequences of different lengths in one right-padded batch score as they do alone, and the
+/// summed log-probs equal the library's logits turned into log-probs.
+#[test]
+fn padded_batch_scores_equal_single_sequences_and_the_library() {
+    let dir = scratch_dir("padded-batch");
+    let path = tiny_model(&dir, "qwen2", false);
+    let engine = engine(&path);
+    let config = engine.config().clone();
+    let device = Device::flex();
+    let model = decoder(&path, &config, &device);
+    let tok = engine.tokenizer();
+    let seqs = vec![
+        ScoredSequence::from_texts(tok, "TEACHER: Rate this.\n", "Rating: 5").unwrap(),
+        ScoredSequence::from_texts(
+            tok,
+            "TEACHER: A much longer prompt about fractions and the lowest common denominator.\n",
+            "The students explained their reasoning. Rating: 3",
+        )
+        .unwrap(),
+    ];
+    let adapter = LoraAdapter::init(&LoraConfig::default(), &config, &device).unwrap();
+    let batched = sequence_logprobs(
+        &model,
+        &TokenBatch::new(&seqs, &config).unwrap(),
+        Some(&adapter),
+    )
+    .unwrap();
+    let sums = values(batched.sum.clone());
+    let means = values(batched.mean.clone());
+    for (i, seq) in seqs.iter().enumerate() {
+        let alone = sequence_logprobs(
+            &model,
+            &TokenBatch::new(std::slice::from_ref(seq), &config).unwrap(),
+            None,
+        )
+        .unwrap();
+        let alone_sum = values(alone.sum)[0];
+        assert!(
+            (sums[i] - alone_sum).abs() < 1e-4,
+            "sequence {i}: {} vs {alone_sum}",
+            sums[i]
+        );
+        assert_eq!(batched.count[i], seq.response_len());
+        assert!((means[i] - sums[i] / seq.response_len() as f32).abs() < 1e-5);
+
+        // The same sum from the library's logits.
+        let tokens = seq.tokens();
+        let start = seq.response_start();
+        let positions: Vec<usize> = (start - 1..tokens.len() - 1).collect();
+        let rows = engine.logits(tokens, &positions).unwrap();
+        let library: f64 = rows
+            .iter()
+            .zip(&tokens[start..])
+            .map(|(row, &t)| {
+                let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&v| (v as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                row[t as usize] as f64 - lse
+            })
+            .sum();
+        assert!(
+            (sums[i] as f64 - library).abs() < 1e-3,
+            "sequence {i}: burn {} vs library {library}",
+            sums[i]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
