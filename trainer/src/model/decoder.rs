@@ -217,6 +217,20 @@ impl Decoder {
         Ok(())
     }
 
+    /// Number of base tensors that would receive a gradient (0: the base is frozen).
+    pub fn trainable_base_tensors(&self) -> usize {
+        let mut all = vec![&self.embed, &self.norm, &self.lm_head];
+        for b in &self.blocks {
+            all.push(&b.input_norm);
+            all.push(&b.post_attention_norm);
+            for p in &b.projections {
+                all.push(&p.weight);
+                all.extend(p.bias.as_ref());
+            }
+        }
+        all.into_iter().filter(|t| t.is_require_grad()).count()
+    }
+
     /// Checks that an adapter was built for a model of this shape.
     pub fn check_adapter(&self, adapter: &LoraAdapter) -> Result<()> {
         if adapter.layers.len() != self.config.n_layers {

@@ -242,7 +242,7 @@ impl LoraAdapter {
     pub fn init(config: &LoraConfig, model: &ModelConfig, device: &Device) -> Result<Self> {
         config.validate(model)?;
         let mut rng = StdRng::seed_from_u64(config.seed);
-        Self::build(config, model, device, |_, _, (out, inp)| {
+        Self::from_values(config, model, device, |_, _, (out, inp)| {
             let bound = 1.0 / (inp as f32).sqrt();
             let a: Vec<f32> = (0..config.rank * inp)
                 .map(|_| rng.random_range(-bound..bound))
@@ -253,7 +253,7 @@ impl LoraAdapter {
 
     /// Builds an adapter whose factors come from `values(layer, target, (out, in))`, which
     /// returns row-major `A` `[r, in]` and `B` `[out, r]` (lengths are checked).
-    pub(crate) fn build(
+    pub fn from_values(
         config: &LoraConfig,
         model: &ModelConfig,
         device: &Device,

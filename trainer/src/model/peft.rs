@@ -105,7 +105,7 @@ pub fn load_peft(dir: &Path, model: &ModelConfig, device: &Device) -> Result<Lor
             ),
         ));
     }
-    LoraAdapter::build(&config, model, device, |layer, target, _| {
+    LoraAdapter::from_values(&config, model, device, |layer, target, _| {
         let read = |factor: char| -> Result<Vec<f32>> {
             let key = peft_key(layer, target, factor);
             let view = file
