@@ -24,6 +24,7 @@ pub mod prompt;
 pub mod rubric;
 pub mod textio;
 pub mod tiny;
+pub mod tiny_hf;
 pub mod tokenizer;
 pub mod weights;
 

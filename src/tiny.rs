@@ -334,7 +334,7 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
 }
 
 /// Deterministic normal samples (splitmix64 + Box–Muller), scaled by `scale`.
-fn random_normal(seed: u64, n: usize, scale: f64) -> Vec<f32> {
+pub(crate) fn random_normal(seed: u64, n: usize, scale: f64) -> Vec<f32> {
     let mut state = seed;
     let mut next = move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
