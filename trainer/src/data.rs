@@ -333,7 +333,11 @@ mod tests {
         let dir = tmp_dir("bad");
         let good = r#"{"id":"a","transcript":"TEACHER: Hi","item":"x","gold":3}"#;
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-            ("json", format!("{good}\n{{not json\n").into_bytes(), "key must be a string"),
+            (
+                "json",
+                format!("{good}\n{{not json\n").into_bytes(),
+                "key must be a string",
+            ),
             (
                 "missing",
                 format!("{good}\n{{\"id\":\"b\",\"item\":\"x\",\"gold\":3}}\n").into_bytes(),
@@ -341,19 +345,27 @@ mod tests {
             ),
             (
                 "gold",
-                format!("{good}\n{{\"id\":\"b\",\"transcript\":\"T\",\"item\":\"x\",\"gold\":9}}\n")
-                    .into_bytes(),
+                format!(
+                    "{good}\n{{\"id\":\"b\",\"transcript\":\"T\",\"item\":\"x\",\"gold\":9}}\n"
+                )
+                .into_bytes(),
                 "outside 1..=7",
             ),
             (
                 "empty",
-                format!("{good}\n{{\"id\":\"b\",\"transcript\":\"  \",\"item\":\"x\",\"gold\":2}}\n")
-                    .into_bytes(),
+                format!(
+                    "{good}\n{{\"id\":\"b\",\"transcript\":\"  \",\"item\":\"x\",\"gold\":2}}\n"
+                )
+                .into_bytes(),
                 "`transcript` is empty",
             ),
             (
                 "utf8",
-                [format!("{good}\n").into_bytes(), vec![b'{', 0xff, 0xfe, b'}', b'\n']].concat(),
+                [
+                    format!("{good}\n").into_bytes(),
+                    vec![b'{', 0xff, 0xfe, b'}', b'\n'],
+                ]
+                .concat(),
                 "invalid UTF-8",
             ),
         ];

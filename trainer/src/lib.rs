@@ -6,8 +6,12 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod loss;
+pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod pairs;
+pub mod plot;
 pub mod synth;
 
 pub use error::{Error, Result};
