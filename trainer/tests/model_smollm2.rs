@@ -49,6 +49,19 @@ fn smollm2_logits_match_the_library() {
     assert!(diff < 2e-3, "max |burn - candle| = {diff}");
 }
 
+/// Peak resident memory of this process so far (Linux), MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 /// Times one forward + backward of a 400-token sequence (100 response tokens) with a rank-16
 /// adapter on every projection, and one reference (adapter-off) forward.
 #[test]
@@ -85,7 +98,8 @@ fn smollm2_forward_backward_timing() {
         let _ = values(reference.sum);
         let reference = t.elapsed().as_secs_f64();
         eprintln!(
-            "round {round}: forward {forward:.2} s, forward+backward {total:.2} s, reference forward {reference:.2} s"
+            "round {round}: forward {forward:.2} s, forward+backward {total:.2} s, reference forward {reference:.2} s, peak RSS {} MiB",
+            peak_rss_mib()
         );
     }
 }

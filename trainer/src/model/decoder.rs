@@ -57,8 +57,8 @@ struct Block {
 }
 
 /// A decoder whose weights are frozen; the only trainable state is an optional [`LoraAdapter`]
-/// passed to each call.
-#[derive(Debug, Clone)]
+/// passed to each call. Cloning is cheap (tensors are shared).
+#[derive(Clone)]
 pub struct Decoder {
     config: ModelConfig,
     rope_inv_freq: Vec<f32>,
@@ -66,6 +66,8 @@ pub struct Decoder {
     blocks: Vec<Block>,
     norm: Tensor<2>,
     lm_head: Tensor<2>,
+    /// Whether `lm_head` is the embedding (no `lm_head.weight` in the checkpoint).
+    tied_lm_head: bool,
     device: Device,
 }
 
@@ -114,10 +116,9 @@ impl Decoder {
             });
         }
         let norm = tensors.required("model.norm.weight", &[h])?;
-        let lm_head = match tensors.optional("lm_head.weight", &[config.vocab_size, h])? {
-            Some(head) => head,
-            None => embed.clone(),
-        };
+        let head = tensors.optional("lm_head.weight", &[config.vocab_size, h])?;
+        let tied_lm_head = head.is_none();
+        let lm_head = head.unwrap_or_else(|| embed.clone());
         Ok(Self {
             config,
             rope_inv_freq,
@@ -125,6 +126,7 @@ impl Decoder {
             blocks,
             norm,
             lm_head,
+            tied_lm_head,
             device: device.clone(),
         })
     }
@@ -251,6 +253,16 @@ impl Decoder {
             }
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Decoder {
+    /// The configuration only (the weights are millions of numbers).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("config", &self.config)
+            .field("tied_lm_head", &self.tied_lm_head)
+            .finish_non_exhaustive()
     }
 }
 
