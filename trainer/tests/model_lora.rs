@@ -201,3 +201,81 @@ fn response_tokens_follow_the_full_text_tokenization() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Autodiff gradients of a response log-prob equal central finite differences, for entries of
+/// `A` and `B` in attention and MLP projections (checks the whole differentiable path: RoPE,
+/// masking, softmax, norms, gathers).
+#[test]
+fn gradients_match_finite_differences() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let dir = scratch_dir("finite-differences");
+    let path = tiny_model(&dir, "llama", false);
+    let engine = engine(&path);
+    let config = engine.config().clone();
+    let device = Device::flex().autodiff();
+    let model = decoder(&path, &config, &device);
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 2.0,
+        ..LoraConfig::default()
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut factors = Vec::new();
+    for _ in 0..config.n_layers {
+        for t in LoraTarget::ALL {
+            let (out, inp) = t.dims(&config);
+            let a: Vec<f32> = (0..2 * inp).map(|_| rng.random_range(-0.3..0.3)).collect();
+            let b: Vec<f32> = (0..out * 2).map(|_| rng.random_range(-0.3..0.3)).collect();
+            factors.push((a, b));
+        }
+    }
+    let build = |tweak: Option<(usize, bool, usize, f32)>| {
+        let mut i = 0;
+        LoraAdapter::from_values(&lora, &config, &device, |_, _, _| {
+            let (mut a, mut b) = factors[i].clone();
+            if let Some((slot, is_b, idx, delta)) = tweak {
+                if slot == i {
+                    if is_b {
+                        b[idx] += delta;
+                    } else {
+                        a[idx] += delta;
+                    }
+                }
+            }
+            i += 1;
+            Ok((a, b))
+        })
+        .unwrap()
+    };
+    let seq = ScoredSequence::from_texts(engine.tokenizer(), PROMPT, RESPONSE).unwrap();
+    let batch = TokenBatch::new(&[seq], &config).unwrap();
+    let score = |adapter: &LoraAdapter| sequence_logprobs(&model, &batch, Some(adapter)).unwrap();
+
+    let adapter = build(None);
+    let grads = score(&adapter).sum.backward();
+    // f32 sums carry ~1e-5 of noise, so the step is large enough for it to vanish in the quotient.
+    let h = 3e-2f32;
+    // (pair slot, factor is B, flat index): layer 0 q, layer 0 gate, layer 1 down, layer 1 k.
+    for (slot, is_b, idx) in [
+        (0, false, 3),
+        (0, true, 5),
+        (4, true, 17),
+        (13, false, 40),
+        (8, true, 2),
+    ] {
+        let (layer, target) = (slot / 7, LoraTarget::ALL[slot % 7]);
+        let pair = adapter.pair(layer, target).unwrap();
+        let param = if is_b { &pair.b } else { &pair.a };
+        let g = values(param.val().grad(&grads).expect("gradient"))[idx];
+        let up = values(score(&build(Some((slot, is_b, idx, h)))).sum)[0];
+        let down = values(score(&build(Some((slot, is_b, idx, -h)))).sum)[0];
+        let fd = (up - down) / (2.0 * h);
+        assert!(
+            (g - fd).abs() <= 0.01 * fd.abs() + 3e-3,
+            "layer {layer} {target:?} {} [{idx}]: autodiff {g} vs finite difference {fd}",
+            if is_b { "B" } else { "A" }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
