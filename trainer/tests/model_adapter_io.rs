@@ -82,7 +82,7 @@ fn peft_directory_round_trips_exactly() {
         assert_eq!(p1.a.id, p2.a.id, "parameter ids are stable");
     }
     // Same outputs, and different from the base (the adapter is not a no-op).
-    let model = decoder(&path, &model_config, &device);
+    let model = decoder(&path, &device);
     let tokens = engine.tokenize("TEACHER: Why?\nSTUDENT: Because.").unwrap();
     let batch = TokenBatch::whole(&tokens, &model_config).unwrap();
     let with_saved = values(model.logits(&batch, Some(&adapter)).unwrap());

@@ -70,7 +70,7 @@ fn fresh_adapter_equals_base() {
         let engine = engine(&path);
         let config = engine.config().clone();
         let device = Device::flex();
-        let model = decoder(&path, &config, &device);
+        let model = decoder(&path, &device);
         let adapter = LoraAdapter::init(&LoraConfig::default(), &config, &device).unwrap();
         assert_eq!(adapter.pairs().count(), config.n_layers * 7);
         let tokens = engine.tokenize(PROMPT).unwrap();
@@ -116,7 +116,7 @@ fn gradients_reach_only_the_adapter() {
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex().autodiff();
-    let model = decoder(&path, &config, &device);
+    let model = decoder(&path, &device);
     assert_eq!(model.trainable_base_tensors(), 0);
     let lora = LoraConfig {
         rank: 4,
@@ -214,7 +214,7 @@ fn gradients_match_finite_differences() {
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex().autodiff();
-    let model = decoder(&path, &config, &device);
+    let model = decoder(&path, &device);
     let lora = LoraConfig {
         rank: 2,
         alpha: 2.0,

@@ -21,7 +21,7 @@ fn check_parity(architecture: &str, untied: bool) {
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex();
-    let model = decoder(&path, &config, &device);
+    let model = decoder(&path, &device);
     let tokens = engine.tokenize(TEXT).expect("tokenize");
     assert!(tokens.len() > 20, "the text should give a real sequence");
     let positions: Vec<usize> = (0..tokens.len()).collect();
@@ -68,7 +68,7 @@ fn padded_batch_scores_equal_single_sequences_and_the_library() {
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex();
-    let model = decoder(&path, &config, &device);
+    let model = decoder(&path, &device);
     let tok = engine.tokenizer();
     let seqs = vec![
         ScoredSequence::from_texts(tok, "TEACHER: Rate this.\n", "Rating: 5").unwrap(),

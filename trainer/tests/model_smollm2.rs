@@ -35,7 +35,7 @@ fn smollm2_logits_match_the_library() {
     };
     let engine = engine(&path);
     let config = engine.config().clone();
-    let model = decoder(&path, &config, &Device::flex());
+    let model = decoder(&path, &Device::flex());
     let tokens = engine.tokenize(TEXT).unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let expected = engine.logits(&tokens, &positions).unwrap().concat();
@@ -75,7 +75,7 @@ fn smollm2_forward_backward_timing() {
     let config = engine.config().clone();
     let device = Device::flex().autodiff();
     let t = Instant::now();
-    let model = decoder(&path, &config, &device);
+    let model = decoder(&path, &device);
     eprintln!("load: {:.2} s", t.elapsed().as_secs_f64());
     let mut tokens = Vec::new();
     while tokens.len() < 400 {

@@ -16,15 +16,10 @@ use crate::error::{Error, Result};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use debias_guard::model::ModelConfig;
+use debias_guard::weights::{DenseCheckpoint, DenseTensor};
 
-/// One dense tensor handed over by a checkpoint: shape (outermost first) and row-major values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DenseParts {
-    /// Dimensions, outermost first.
-    pub shape: Vec<usize>,
-    /// Row-major values.
-    pub data: Vec<f32>,
-}
+/// The library's dense tensor under the name the first version of this module used.
+pub type DenseParts = DenseTensor;
 
 /// A projection `x Wᵀ (+ b)` with `W` `[out, in]` as Hugging Face stores it.
 #[derive(Debug, Clone)]
@@ -72,23 +67,41 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Builds the decoder from Hugging Face-named dense tensors. `take(name)` hands over a
-    /// tensor (or `None` when absent); every shape is checked against `config`.
-    /// `rope_inv_freq` are the per-pair inverse frequencies (length `head_dim / 2`).
+    /// Builds the decoder from a dense checkpoint (a GGUF file or Hugging Face directory loaded
+    /// by the library), taking its tensors over without copying them.
+    pub fn from_checkpoint(checkpoint: DenseCheckpoint, device: &Device) -> Result<Self> {
+        let DenseCheckpoint {
+            config,
+            mut tensors,
+        } = checkpoint;
+        let rope_inv_freq = config.rope_inv_freq();
+        Self::from_tensors(config, rope_inv_freq, |name| tensors.remove(name), device)
+    }
+
+    /// Builds the decoder from Hugging Face-named dense tensors in Hugging Face layout (q/k rows
+    /// ordered for RoPE over halves). `take(name)` hands over a tensor, or `None` when absent;
+    /// every shape is checked against `config`. `rope_inv_freq` are the per-pair inverse
+    /// frequencies (`config.rope_inv_freq()`, length `head_dim / 2`).
     pub fn from_tensors(
         config: ModelConfig,
         rope_inv_freq: Vec<f32>,
-        take: impl FnMut(&str) -> Option<DenseParts>,
+        take: impl FnMut(&str) -> Option<DenseTensor>,
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
+        if config.rope_interleaved {
+            return Err(Error::Model(
+                "the configuration says RoPE rotates adjacent pairs (GGUF llama layout); the \
+                 decoder needs Hugging Face layout, as DenseCheckpoint provides"
+                    .into(),
+            ));
+        }
         if rope_inv_freq.len() != config.head_dim / 2
             || rope_inv_freq.iter().any(|f| !(f.is_finite() && *f > 0.0))
         {
             return Err(Error::Model(format!(
-                "RoPE needs {} positive inverse frequencies, got {}",
-                config.head_dim / 2,
-                rope_inv_freq.len()
+                "RoPE needs {} positive inverse frequencies",
+                config.head_dim / 2
             )));
         }
         let h = config.hidden_size;
@@ -353,7 +366,7 @@ struct Loader<'d, F> {
     device: &'d Device,
 }
 
-impl<F: FnMut(&str) -> Option<DenseParts>> Loader<'_, F> {
+impl<F: FnMut(&str) -> Option<DenseTensor>> Loader<'_, F> {
     fn optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor<2>>> {
         match (self.take)(name) {
             Some(parts) => tensor_2d(name, parts, shape, self.device).map(Some),
@@ -368,7 +381,12 @@ impl<F: FnMut(&str) -> Option<DenseParts>> Loader<'_, F> {
 }
 
 /// A checked 2-D tensor (1-D tensors of `shape [n]` become rows `[1, n]` for broadcasting).
-fn tensor_2d(name: &str, parts: DenseParts, shape: &[usize], device: &Device) -> Result<Tensor<2>> {
+fn tensor_2d(
+    name: &str,
+    parts: DenseTensor,
+    shape: &[usize],
+    device: &Device,
+) -> Result<Tensor<2>> {
     if parts.shape != shape {
         return Err(Error::Model(format!(
             "tensor `{name}` has shape {:?}, the configuration implies {shape:?}",

@@ -2,8 +2,8 @@
 //! weights and LoRA adapters as the only trainable state.
 //!
 //! Public API (everything a training loop needs):
-//! - [`Decoder`]: frozen base weights. [`Decoder::from_tensors`] loads Hugging Face-named dense
-//!   tensors; [`Decoder::hidden_states`] / [`Decoder::logits_at`] / [`Decoder::logits`] run it with
+//! - [`Decoder`]: frozen base weights. [`Decoder::from_checkpoint`] takes a
+//!   `debias_guard::weights::DenseCheckpoint` (GGUF or Hugging Face directory); [`Decoder::hidden_states`] / [`Decoder::logits_at`] / [`Decoder::logits`] run it with
 //!   `Some(&adapter)` (policy) or `None` (reference model: same weights, adapter off).
 //! - [`LoraConfig`], [`LoraTarget`], [`LoraAdapter`]: adapter hyper-parameters and factors
 //!   (`A` `[r, in]` Kaiming-uniform from a seed, `B` `[out, r]` zero, `y = base(x) + scale ·
