@@ -13,5 +13,6 @@ pub mod optim;
 pub mod pairs;
 pub mod plot;
 pub mod synth;
+pub mod train;
 
 pub use error::{Error, Result};

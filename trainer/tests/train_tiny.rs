@@ -1,0 +1,237 @@
+//! The training loop on a tiny generated model: the policy starts equal to the reference, one step
+//! lowers the loss on its batch, and an interrupted + resumed run ends with the same adapter as an
+//! uninterrupted one.
+
+use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_trainer::data::{write_jsonl, PreferencePair};
+use debias_guard_trainer::loss::{LossConfig, Objective};
+use debias_guard_trainer::model::{load_peft, LoraAdapter};
+use debias_guard_trainer::optim::{Optimiser, Schedule};
+use debias_guard_trainer::train::{
+    self, data_digest, fill_reference, load_base, micro_batch_loss, tokenize_pairs, DeviceChoice,
+    TrainArgs, Trainer,
+};
+use std::path::{Path, PathBuf};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dg-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tiny_model(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.gguf");
+    write_tiny_gguf(&path, &TinySpec::default()).unwrap();
+    path
+}
+
+fn pairs(n: usize) -> Vec<PreferencePair> {
+    (0..n)
+        .map(|i| {
+            let transcript =
+                format!("TEACHER: Why does {i} plus one work?\nSTUDENT: Because we count on.");
+            PreferencePair {
+                id: format!("p{i}"),
+                example_id: format!("e{i}"),
+                context_id: "ctx".into(),
+                prompt: format!("Context: the student is new.\n{transcript}\nRate the dialogue.\n"),
+                chosen: format!("The student explains a reason. Rating: {}", 3 + i % 3),
+                rejected: "The student seems weak. Rating: 1".into(),
+                neutral_prompt: format!("{transcript}\nRate the dialogue.\n"),
+                gold: (3 + i % 3) as u8,
+                neutral_rating: None,
+                biased_rating: None,
+                neutral_expected: None,
+                biased_expected: None,
+            }
+        })
+        .collect()
+}
+
+fn args(model: &Path, pairs: &Path, out: &Path) -> TrainArgs {
+    TrainArgs {
+        model: model.to_path_buf(),
+        pairs: pairs.to_path_buf(),
+        out: out.to_path_buf(),
+        objective: Objective::Debias,
+        beta: 0.1,
+        sft_weight: None,
+        lr: 2e-3,
+        epochs: 2,
+        micro_batch: 1,
+        grad_accum: 2,
+        rank: 4,
+        alpha: 8.0,
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        seed: 5,
+        checkpoint_every: 100,
+        resume: false,
+        device: DeviceChoice::Cpu,
+        max_pairs: None,
+        stop_after_steps: None,
+        no_export: false,
+    }
+}
+
+/// A trainer over all `pairs` in one micro-batch (one optimiser step sees every pair).
+fn trainer(dir: &Path, n: usize) -> Trainer {
+    let model = tiny_model(dir);
+    let device = DeviceChoice::Cpu.device().unwrap();
+    let (decoder, tokenizer) = load_base(&model, &device).unwrap();
+    let mut a = args(&model, Path::new("unused"), dir);
+    a.micro_batch = n;
+    a.grad_accum = 1;
+    a.epochs = 1;
+    let run = a.run_config(n).unwrap();
+    let mut prepared = tokenize_pairs(&tokenizer, Objective::Debias, &pairs(n)).unwrap();
+    let digest = data_digest(&prepared);
+    fill_reference(&decoder, &mut prepared, &digest, dir, 2).unwrap();
+    let adapter = LoraAdapter::init(&run.lora, decoder.config(), &device).unwrap();
+    Trainer {
+        decoder,
+        adapter,
+        optimiser: Optimiser::new(&run.optim),
+        schedule: Schedule::new(&run.optim, 1),
+        run,
+        pairs: prepared,
+        step: 0,
+        total_steps: 1,
+    }
+}
+
+#[test]
+fn fresh_policy_equals_the_reference_and_one_step_lowers_the_loss() {
+    let dir = scratch("step");
+    let mut t = trainer(&dir, 3);
+    let batch: Vec<_> = t.pairs.iter().collect();
+    let config = LossConfig::new(Objective::Debias);
+    let (before, tokens) = micro_batch_loss(&t.decoder, &t.adapter, &config, &batch).unwrap();
+    assert!(tokens > 0);
+    // B = 0: policy log-probs equal the reference ones, so every margin is 0 and DPO = ln 2.
+    assert!(
+        before.stats.reward_margin.abs() < 1e-4,
+        "{:?}",
+        before.stats
+    );
+    assert!((before.stats.dpo_loss - std::f64::consts::LN_2).abs() < 1e-4);
+    assert!(before.stats.sft_loss > 0.0);
+    let m = t.train_step().unwrap();
+    assert_eq!(m.step, 1);
+    assert!(m.grad_norm > 0.0 && m.grad_norm.is_finite());
+    assert!(
+        (m.loss - before.stats.loss).abs() < 1e-5,
+        "metrics report the pre-update loss"
+    );
+    let batch: Vec<_> = t.pairs.iter().collect();
+    let (after, _) = micro_batch_loss(&t.decoder, &t.adapter, &config, &batch).unwrap();
+    assert!(
+        after.stats.loss < before.stats.loss,
+        "loss {} -> {}",
+        before.stats.loss,
+        after.stats.loss
+    );
+    assert!(after.stats.reward_margin > 0.0, "{:?}", after.stats);
+    assert!(after.stats.sft_loss < before.stats.sft_loss);
+}
+
+fn adapter_values(dir: &Path, model: &Path) -> Vec<Vec<f32>> {
+    let config = debias_guard::weights::DenseCheckpoint::load(model)
+        .unwrap()
+        .config;
+    let device = DeviceChoice::Cpu.device().unwrap();
+    let adapter = load_peft(dir, &config, &device).unwrap();
+    adapter
+        .pairs()
+        .flat_map(|(_, _, p)| [p.a.val(), p.b.val()])
+        .map(|t| t.try_to_vec_as::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_with_the_same_adapter() {
+    let dir = scratch("resume");
+    let model = tiny_model(&dir);
+    let pairs_path = dir.join("pairs.jsonl");
+    write_jsonl(&pairs_path, &pairs(4)).unwrap();
+
+    let whole = dir.join("whole");
+    let full = train::train(&args(&model, &pairs_path, &whole)).unwrap();
+    assert_eq!((full.steps, full.total_steps), (4, 4));
+
+    let split = dir.join("split");
+    let mut first = args(&model, &pairs_path, &split);
+    first.stop_after_steps = Some(1);
+    let part = train::train(&first).unwrap();
+    assert_eq!(part.steps, 1);
+    assert!(
+        !split.join("adapter").exists(),
+        "no export before the run ends"
+    );
+    // Simulate a kill after more steps had been logged than checkpointed.
+    let mut metrics = std::fs::read_to_string(split.join("metrics.jsonl")).unwrap();
+    metrics.push_str("{\"step\": 2, \"torn");
+    std::fs::write(split.join("metrics.jsonl"), metrics).unwrap();
+
+    let mut changed = first.clone();
+    changed.stop_after_steps = None;
+    changed.resume = true;
+    changed.lr = 1e-3;
+    assert!(matches!(
+        train::train(&changed),
+        Err(debias_guard_trainer::Error::Checkpoint { .. })
+    ));
+    changed.lr = first.lr;
+    let rest = train::train(&changed).unwrap();
+    assert_eq!(rest.steps, 4);
+    assert_eq!(rest.metrics.first().map(|m| m.step), Some(2));
+
+    let a = adapter_values(&whole.join("adapter"), &model);
+    let b = adapter_values(&split.join("adapter"), &model);
+    assert_eq!(a, b, "resumed adapter differs from the uninterrupted one");
+    assert!(a.iter().any(|v| v.iter().any(|&x| x != 0.0)));
+
+    let losses = |dir: &Path| -> Vec<(usize, f64)> {
+        debias_guard_trainer::metrics::read_metrics(&dir.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|m| (m.step, m.loss))
+            .collect()
+    };
+    assert_eq!(losses(&whole), losses(&split));
+    for f in ["loss.svg", "loss.png", "reward.svg", "lr.png"] {
+        assert!(whole.join("plots").join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn bad_options_and_files_are_typed_errors() {
+    let dir = scratch("bad");
+    let model = tiny_model(&dir);
+    let pairs_path = dir.join("pairs.jsonl");
+    write_jsonl(&pairs_path, &pairs(2)).unwrap();
+    let mut a = args(&model, &pairs_path, &dir.join("out"));
+    a.micro_batch = 0;
+    assert!(matches!(
+        train::train(&a),
+        Err(debias_guard_trainer::Error::Config(_))
+    ));
+    let mut a = args(&model, &pairs_path, &dir.join("out"));
+    a.targets = vec!["qq_proj".into()];
+    assert!(matches!(
+        train::train(&a),
+        Err(debias_guard_trainer::Error::Config(_))
+    ));
+    let mut a = args(&model, &pairs_path, &dir.join("out"));
+    a.resume = true;
+    assert!(matches!(
+        train::train(&a),
+        Err(debias_guard_trainer::Error::Checkpoint { .. })
+    ));
+    std::fs::write(&pairs_path, "{\"id\": 1}\n").unwrap();
+    let a = args(&model, &pairs_path, &dir.join("out"));
+    assert!(matches!(
+        train::train(&a),
+        Err(debias_guard_trainer::Error::Record { line: 1, .. })
+    ));
+}
