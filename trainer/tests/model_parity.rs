@@ -59,6 +59,47 @@ fn qwen2_logits_match_the_library() {
     check_parity("qwen2", false);
 }
 
+/// A Hugging Face model directory (llama with llama3 RoPE scaling, so the per-pair frequency
+/// factors matter) gives the same logits in burn as in the library.
+#[test]
+fn hf_directory_with_llama3_rope_matches_the_library() {
+    use debias_guard::tiny::TinySpec;
+    use debias_guard::tiny_hf::{write_tiny_hf_model, HfModelSpec, Llama3RopeScaling};
+    let dir = scratch_dir("parity-hf");
+    let model_dir = dir.join("model");
+    let spec = HfModelSpec {
+        model: TinySpec {
+            architecture: "llama".into(),
+            context_length: 256,
+            ..TinySpec::default()
+        },
+        rope_scaling: Some(Llama3RopeScaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 32,
+        }),
+        ..HfModelSpec::default()
+    };
+    write_tiny_hf_model(&model_dir, &spec).expect("write HF model");
+    let engine = engine(&model_dir);
+    assert!(
+        engine.config().rope_freq_factors.is_some(),
+        "llama3 factors are in use"
+    );
+    let device = Device::flex();
+    let model = decoder(&model_dir, &device);
+    let tokens = engine.tokenize(TEXT).expect("tokenize");
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    let expected = engine.logits(&tokens, &positions).unwrap().concat();
+    let batch = TokenBatch::whole(&tokens, model.config()).unwrap();
+    let got = values(model.logits(&batch, None).unwrap());
+    let diff = max_abs_diff(&got, &expected);
+    eprintln!("HF llama3-RoPE dir: max |burn - candle| = {diff:.2e}");
+    assert!(diff <= LOGIT_TOLERANCE, "max |burn - candle| = {diff}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Sequences of different lengths in one right-padded batch score as they do alone, and the
 /// summed log-probs equal the library's logits turned into log-probs.
 #[test]
