@@ -8,7 +8,7 @@ CARGO      ?= cargo
 # C ABI, header, install, C/C++/Go bindings and examples.
 include mk/ffi.mk
 
-.PHONY: all model build audit test lint unit bench fixtures clean
+.PHONY: all model build audit test lint unit bench fixtures clean trainer-gpu-check
 
 all: build
 
@@ -31,14 +31,19 @@ audit: model build
 lint:
 	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --all -- --check; \
 	 else echo "warning: rustfmt is not installed; format check skipped"; fi
-	@if $(CARGO) clippy --version >/dev/null 2>&1; then $(CARGO) clippy --release --locked --all-targets -- -D warnings; \
+	@if $(CARGO) clippy --version >/dev/null 2>&1; then $(CARGO) clippy --workspace --release --locked --all-targets -- -D warnings; \
 	 else echo "warning: clippy is not installed; lints skipped"; fi
 
 ## All tests: tiny generated models and the real default model.
 unit: model
 	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked -p debias-guard-trainer
 
-test: lint unit ffi-test
+## The trainer's GPU feature keeps compiling (no GPU needed; see trainer/README.md).
+trainer-gpu-check:
+	$(CARGO) check --locked -p debias-guard-trainer --features vulkan
+
+test: lint unit ffi-test trainer-gpu-check
 
 ## Benchmarks on the real model; see docs/BENCHMARKS.md.
 bench: model
