@@ -1,0 +1,122 @@
+//! The bias chart: mean |Δ expected score| per condition, train wordings beside held-out
+//! wordings, with the control noise floor as a line. Written as SVG (plotters' SVG backend
+//! draws text without a font library; the bitmap backend would need one).
+
+use super::report::{ConditionResult, EvalReport};
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+const TRAIN_COLOUR: RGBColor = RGBColor(66, 114, 196);
+const HELDOUT_COLOUR: RGBColor = RGBColor(237, 125, 49);
+const CONTROL_COLOUR: RGBColor = RGBColor(90, 90, 90);
+
+/// Picks one bias figure of a condition.
+type Pick = fn(&ConditionResult) -> Option<f64>;
+
+/// Draws the bias chart of `report` to `path` (SVG).
+pub fn write_bias_chart(report: &EvalReport, path: &Path) -> Result<()> {
+    let plot_err = |e: &dyn std::fmt::Display| Error::Plot {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let conditions = &report.conditions;
+    if conditions.is_empty() {
+        return Err(plot_err(&"no conditions to plot"));
+    }
+    let n = conditions.len() as f64;
+    let top = conditions
+        .iter()
+        .flat_map(|c| {
+            [
+                c.bias.train_wordings,
+                c.bias.heldout_wordings,
+                c.bias.controls,
+            ]
+        })
+        .flatten()
+        .fold(0.0_f64, f64::max);
+    let y_max = if top > 0.0 { top * 1.2 } else { 1.0 };
+    let width = (220 + 160 * conditions.len()).min(2_000) as u32;
+    let root = SVGBackend::new(path, (width, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Mean |Δ expected score| under spurious contexts",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..y_max)
+        .map_err(|e| plot_err(&e))?;
+    // Condition i is centred on x = i; ticks fall on whole numbers, other ticks stay blank.
+    let name_at = |x: &f64| {
+        let near = x.round();
+        if (x - near).abs() > 1e-6 || near < 0.0 {
+            return String::new();
+        }
+        conditions
+            .get(near as usize)
+            .map_or(String::new(), |c| c.name.clone())
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(conditions.len() + 1)
+        .x_label_formatter(&name_at)
+        .y_desc("mean |Δ| (scale points)")
+        .draw()
+        .map_err(|e| plot_err(&e))?;
+    let bars = |offset: f64, pick: Pick| {
+        conditions
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, c)| pick(c).map(|v| (i as f64 + offset, v)))
+            .collect::<Vec<_>>()
+    };
+    for (label, colour, offset, pick) in [
+        (
+            "train wordings",
+            TRAIN_COLOUR,
+            -0.38,
+            (|c| c.bias.train_wordings) as Pick,
+        ),
+        (
+            "held-out wordings",
+            HELDOUT_COLOUR,
+            0.0,
+            (|c| c.bias.heldout_wordings) as Pick,
+        ),
+    ] {
+        chart
+            .draw_series(
+                bars(offset, pick)
+                    .into_iter()
+                    .map(|(x, v)| Rectangle::new([(x, 0.0), (x + 0.36, v)], colour.filled())),
+            )
+            .map_err(|e| plot_err(&e))?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+    }
+    chart
+        .draw_series(conditions.iter().enumerate().filter_map(|(i, c)| {
+            c.bias.controls.map(|v| {
+                PathElement::new(
+                    vec![(i as f64 - 0.42, v), (i as f64 + 0.42, v)],
+                    CONTROL_COLOUR.stroke_width(2),
+                )
+            })
+        }))
+        .map_err(|e| plot_err(&e))?
+        .label("controls (noise floor)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], CONTROL_COLOUR));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(&e))?;
+    root.present().map_err(|e| plot_err(&e))?;
+    Ok(())
+}
