@@ -93,11 +93,164 @@ typedef struct dg_model dg_model_t;
 typedef struct dg_rubric dg_rubric_t;
 
 
+#include <stdbool.h>
+
+/** \brief
+ *  The effect of one context on one score, in scale points. Plain data (no pointers).
+ */
+typedef struct dg_bias_delta {
+    /** \brief
+     *  Expected score without the context.
+     */
+    double neutral_expected;
+
+    /** \brief
+     *  Expected score with the context.
+     */
+    double contextual_expected;
+
+    /** \brief
+     *  Signed change, `contextual_expected - neutral_expected`.
+     */
+    double delta;
+
+    /** \brief
+     *  `|delta|`.
+     */
+    double abs_delta;
+
+    /** \brief
+     *  Wasserstein-1 (earth mover's) distance between the two distributions: 0 when they are
+     *  equal, at most the width of the scale.
+     */
+    double wasserstein;
+
+    /** \brief
+     *  Whether the most probable label differs.
+     */
+    bool argmax_changed;
+
+    /** \brief
+     *  Label probability mass of the neutral prompt before renormalising (0 to 1).
+     */
+    double neutral_label_mass;
+
+    /** \brief
+     *  Label probability mass of the prompt with the context before renormalising (0 to 1).
+     */
+    double contextual_label_mass;
+} dg_bias_delta_t;
+
+/** \brief
+ *  Details of a failed call: a status and a message. Created by the library when a call fails
+ *  and its `error` argument is not NULL; release it with `dg_error_free`. Immutable: it may be
+ *  read from any thread.
+ */
+typedef struct dg_error dg_error_t;
+
+
 #include <stddef.h>
 #include <stdint.h>
 
+/** \brief
+ *  Outcome of a call. `DG_STATUS_OK` is 0; every other value is a failure. The numbers are part
+ *  of the ABI: they never change and are never reused.
+ */
+/** \remark Has the same ABI as `int32_t` **/
+#ifdef DOXYGEN
+typedef
+#endif
+enum dg_status {
+    /** \brief
+     *  Success: the out-parameters were written.
+     */
+    DG_STATUS_OK = 0,
+    /** \brief
+     *  A required pointer argument was NULL (the message names it).
+     */
+    DG_STATUS_NULL_ARGUMENT = 1,
+    /** \brief
+     *  A string argument is not valid UTF-8 (the message gives the byte offset).
+     */
+    DG_STATUS_INVALID_UTF8 = 2,
+    /** \brief
+     *  An argument is out of range or malformed: empty transcript, unknown option value,
+     *  negative threshold, context too long, ...
+     */
+    DG_STATUS_INVALID_ARGUMENT = 3,
+    /** \brief
+     *  A rubric item id is not in the rubric.
+     */
+    DG_STATUS_NOT_FOUND = 4,
+    /** \brief
+     *  The request is valid but not implemented in this version (e.g. a DoRA adapter).
+     */
+    DG_STATUS_NOT_SUPPORTED = 5,
+    /** \brief
+     *  A file could not be opened or read (model, rubric, probe catalog) or written (report).
+     */
+    DG_STATUS_IO = 6,
+    /** \brief
+     *  The model is not valid: bad GGUF header or metadata, bad Hugging Face config, index or
+     *  safetensors, tensor shapes, tokenizer or chat template.
+     */
+    DG_STATUS_MODEL_INVALID = 7,
+    /** \brief
+     *  The model file is valid but uses an architecture or tensor type this library does not
+     *  implement.
+     */
+    DG_STATUS_MODEL_UNSUPPORTED = 8,
+    /** \brief
+     *  A rubric, probe catalog or prompt layout is malformed (the message gives file and line).
+     */
+    DG_STATUS_CONFIG = 9,
+    /** \brief
+     *  A prompt does not fit the model's context window.
+     */
+    DG_STATUS_CONTEXT_OVERFLOW = 10,
+    /** \brief
+     *  A label of the rating scale cannot be scored (it adds no token, or two labels tokenize
+     *  alike).
+     */
+    DG_STATUS_LABEL = 11,
+    /** \brief
+     *  The tensor backend failed.
+     */
+    DG_STATUS_BACKEND = 12,
+    /** \brief
+     *  The library panicked; the panic was caught at the boundary. Please report it.
+     */
+    DG_STATUS_PANIC = 13,
+    /** \brief
+     *  A LoRA adapter is malformed, does not fit the base model, or is not loaded under that
+     *  name.
+     */
+    DG_STATUS_ADAPTER_INVALID = 14,
+}
+#ifndef DOXYGEN
+; typedef int32_t
+#endif
+dg_status_t;
 
-#include <stdbool.h>
+/** \brief
+ *  Scores one item of a transcript on the base model and with adapter `adapter_name`, in one
+ *  call, and writes the difference to `*out_delta` (caller-owned): `neutral_*` fields describe
+ *  the base model, `contextual_*` fields the adapter. `context`: NULL = none; otherwise a
+ *  sentence added to both prompts. Other arguments as for `dg_bias_delta`.
+ *  Returns the statuses of `dg_score`, and `DG_STATUS_ADAPTER_INVALID` for an unknown adapter.
+ *  Thread-safe.
+ */
+dg_status_t
+dg_adapter_delta (
+    dg_model_t const * model,
+    dg_rubric_t const * rubric,
+    char const * item_id,
+    char const * transcript,
+    char const * context,
+    bool mitigate,
+    char const * adapter_name,
+    dg_bias_delta_t * out_delta,
+    dg_error_t * * error);
 
 /** \brief
  *  Options of `dg_audit`. Start from `dg_audit_default_options()`; strings are read during the
@@ -422,88 +575,6 @@ typedef struct dg_audit {
 } dg_audit_t;
 
 /** \brief
- *  Details of a failed call: a status and a message. Created by the library when a call fails
- *  and its `error` argument is not NULL; release it with `dg_error_free`. Immutable: it may be
- *  read from any thread.
- */
-typedef struct dg_error dg_error_t;
-
-/** \brief
- *  Outcome of a call. `DG_STATUS_OK` is 0; every other value is a failure. The numbers are part
- *  of the ABI: they never change and are never reused.
- */
-/** \remark Has the same ABI as `int32_t` **/
-#ifdef DOXYGEN
-typedef
-#endif
-enum dg_status {
-    /** \brief
-     *  Success: the out-parameters were written.
-     */
-    DG_STATUS_OK = 0,
-    /** \brief
-     *  A required pointer argument was NULL (the message names it).
-     */
-    DG_STATUS_NULL_ARGUMENT = 1,
-    /** \brief
-     *  A string argument is not valid UTF-8 (the message gives the byte offset).
-     */
-    DG_STATUS_INVALID_UTF8 = 2,
-    /** \brief
-     *  An argument is out of range or malformed: empty transcript, unknown option value,
-     *  negative threshold, context too long, ...
-     */
-    DG_STATUS_INVALID_ARGUMENT = 3,
-    /** \brief
-     *  A rubric item id is not in the rubric.
-     */
-    DG_STATUS_NOT_FOUND = 4,
-    /** \brief
-     *  The request is valid but not implemented in this version (e.g. adapters).
-     */
-    DG_STATUS_NOT_SUPPORTED = 5,
-    /** \brief
-     *  A file could not be opened or read (model, rubric, probe catalog) or written (report).
-     */
-    DG_STATUS_IO = 6,
-    /** \brief
-     *  The model file is not a valid GGUF model: bad header, metadata, tensor shapes,
-     *  tokenizer or chat template.
-     */
-    DG_STATUS_MODEL_INVALID = 7,
-    /** \brief
-     *  The model file is valid but uses an architecture or tensor type this library does not
-     *  implement.
-     */
-    DG_STATUS_MODEL_UNSUPPORTED = 8,
-    /** \brief
-     *  A rubric, probe catalog or prompt layout is malformed (the message gives file and line).
-     */
-    DG_STATUS_CONFIG = 9,
-    /** \brief
-     *  A prompt does not fit the model's context window.
-     */
-    DG_STATUS_CONTEXT_OVERFLOW = 10,
-    /** \brief
-     *  A label of the rating scale cannot be scored (it adds no token, or two labels tokenize
-     *  alike).
-     */
-    DG_STATUS_LABEL = 11,
-    /** \brief
-     *  The tensor backend failed.
-     */
-    DG_STATUS_BACKEND = 12,
-    /** \brief
-     *  The library panicked; the panic was caught at the boundary. Please report it.
-     */
-    DG_STATUS_PANIC = 13,
-}
-#ifndef DOXYGEN
-; typedef int32_t
-#endif
-dg_status_t;
-
-/** \brief
  *  Audits a model for spurious-context bias on one transcript: scores each rubric item without
  *  context, with every probe wording and with every control sentence, then flags each category
  *  whose largest |delta| reaches `max(abs_threshold, k x noise_floor)`.
@@ -574,52 +645,6 @@ dg_audit_write_html (
     dg_audit_t const * audit,
     char const * path,
     dg_error_t * * error);
-
-/** \brief
- *  The effect of one context on one score, in scale points. Plain data (no pointers).
- */
-typedef struct dg_bias_delta {
-    /** \brief
-     *  Expected score without the context.
-     */
-    double neutral_expected;
-
-    /** \brief
-     *  Expected score with the context.
-     */
-    double contextual_expected;
-
-    /** \brief
-     *  Signed change, `contextual_expected - neutral_expected`.
-     */
-    double delta;
-
-    /** \brief
-     *  `|delta|`.
-     */
-    double abs_delta;
-
-    /** \brief
-     *  Wasserstein-1 (earth mover's) distance between the two distributions: 0 when they are
-     *  equal, at most the width of the scale.
-     */
-    double wasserstein;
-
-    /** \brief
-     *  Whether the most probable label differs.
-     */
-    bool argmax_changed;
-
-    /** \brief
-     *  Label probability mass of the neutral prompt before renormalising (0 to 1).
-     */
-    double neutral_label_mass;
-
-    /** \brief
-     *  Label probability mass of the prompt with the context before renormalising (0 to 1).
-     */
-    double contextual_label_mass;
-} dg_bias_delta_t;
 
 /** \brief
  *  Measures how far one context moves one item's score: scores the item with and without
@@ -866,8 +891,8 @@ typedef struct dg_model_options {
     uint32_t weight_format;
 
     /** \brief
-     *  Path of a LoRA adapter to apply; NULL = none. Adapters are not implemented yet: any
-     *  non-NULL value makes `dg_model_open` fail with `DG_STATUS_NOT_SUPPORTED`.
+     *  A PEFT LoRA adapter directory to load under the name `"default"` and run; NULL = none
+     *  (the base model). More adapters: `dg_model_load_adapter` / `dg_model_with_adapter`.
      */
     char const * adapter_path;
 
@@ -941,13 +966,32 @@ dg_model_get_info (
     dg_error_t * * error);
 
 /** \brief
- *  Opens a GGUF model file.
+ *  Loads a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
+ *  into `model` under `name`, checked against the base model. Every handle on the same
+ *  weights (see `dg_model_with_adapter`) can then run it; the base weights are not copied.
  *
- *  `path`: the model file (UTF-8, NUL-terminated). `options`: NULL for the defaults.
+ *  Returns `DG_STATUS_OK`, or `DG_STATUS_NULL_ARGUMENT`, `DG_STATUS_INVALID_UTF8`,
+ *  `DG_STATUS_INVALID_ARGUMENT` (empty name), `DG_STATUS_IO`, `DG_STATUS_ADAPTER_INVALID`
+ *  (malformed, does not fit the base, or the name is taken), `DG_STATUS_NOT_SUPPORTED` (DoRA,
+ *  `modules_to_save`, … — the message names it) or `DG_STATUS_PANIC`. Thread-safe.
+ */
+dg_status_t
+dg_model_load_adapter (
+    dg_model_t const * model,
+    char const * name,
+    char const * path,
+    dg_error_t * * error);
+
+/** \brief
+ *  Opens a model: a GGUF file or a Hugging Face model directory (`config.json`, safetensors,
+ *  `tokenizer.json`, `tokenizer_config.json`).
+ *
+ *  `path`: the model (UTF-8, NUL-terminated). `options`: NULL for the defaults.
  *  On success writes a new model to `*out_model`; release it with `dg_model_free`.
  *  Returns `DG_STATUS_OK`, or `DG_STATUS_NULL_ARGUMENT`, `DG_STATUS_INVALID_UTF8`,
- *  `DG_STATUS_INVALID_ARGUMENT` (bad option value), `DG_STATUS_NOT_SUPPORTED` (an adapter was
- *  given), `DG_STATUS_IO`, `DG_STATUS_MODEL_INVALID`, `DG_STATUS_MODEL_UNSUPPORTED`,
+ *  `DG_STATUS_INVALID_ARGUMENT` (bad option value), `DG_STATUS_ADAPTER_INVALID` or
+ *  `DG_STATUS_NOT_SUPPORTED` (the adapter), `DG_STATUS_IO`, `DG_STATUS_MODEL_INVALID`,
+ *  `DG_STATUS_MODEL_UNSUPPORTED`,
  *  `DG_STATUS_CONFIG` (bad prompt layout), `DG_STATUS_BACKEND` or `DG_STATUS_PANIC`.
  *  (`DG_STATUS_IO` also covers the prompt layout file.)
  *  Thread-safe; loading takes seconds for large files.
@@ -956,6 +1000,22 @@ dg_status_t
 dg_model_open (
     char const * path,
     dg_model_options_t const * options,
+    dg_model_t * * out_model,
+    dg_error_t * * error);
+
+/** \brief
+ *  Writes to `*out_model` a new handle on the same loaded weights, thread pool, prompt layout
+ *  and adapters as `model`, that runs adapter `name` (NULL = the base model). Release it with
+ *  `dg_model_free`; handles are independent (freeing one leaves the others working) and cost
+ *  no copy of the weights. A KV cache is never shared across adapters.
+ *
+ *  Returns `DG_STATUS_OK`, or `DG_STATUS_NULL_ARGUMENT`, `DG_STATUS_INVALID_UTF8`,
+ *  `DG_STATUS_ADAPTER_INVALID` (no adapter of that name) or `DG_STATUS_PANIC`. Thread-safe.
+ */
+dg_status_t
+dg_model_with_adapter (
+    dg_model_t const * model,
+    char const * name,
     dg_model_t * * out_model,
     dg_error_t * * error);
 

@@ -14,6 +14,7 @@ GO           ?= go
 FFI_OUT      := target/ffi
 FFI_LIB      := target/release
 FFI_TINY     := $(FFI_OUT)/tiny.gguf
+FFI_ADAPTER  := $(FFI_OUT)/tiny-adapter
 FFI_PREFIX   := $(CURDIR)/$(FFI_OUT)/prefix
 FFI_SAMPLE   := assets/transcripts/multiplication_drill.txt
 FFI_ITEM     := instructional_dialogue
@@ -52,9 +53,9 @@ ffi-c-test: ffi-lib $(FFI_TINY)
 	$(CC) $(FFI_CFLAGS) tests/ffi/test_threads.c -o $(FFI_OUT)/test_threads $(FFI_LDLIBS)
 	$(CC) $(FFI_CFLAGS) $(FFI_ASAN) tests/ffi/test_api.c -o $(FFI_OUT)/test_api_asan $(FFI_LDLIBS)
 	$(CC) $(FFI_CFLAGS) $(FFI_ASAN) tests/ffi/test_threads.c -o $(FFI_OUT)/test_threads_asan $(FFI_LDLIBS)
-	$(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch
+	$(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch $(FFI_ADAPTER)
 	$(FFI_OUT)/test_threads $(FFI_TINY)
-	$(FFI_ASAN_ENV) $(FFI_OUT)/test_api_asan $(FFI_TINY) $(FFI_OUT)/scratch-asan
+	$(FFI_ASAN_ENV) $(FFI_OUT)/test_api_asan $(FFI_TINY) $(FFI_OUT)/scratch-asan $(FFI_ADAPTER)
 	$(FFI_ASAN_ENV) $(FFI_OUT)/test_threads_asan $(FFI_TINY)
 
 ## The C++ wrapper on the tiny model, under AddressSanitizer + UBSan.
@@ -67,7 +68,7 @@ ffi-cpp-test: ffi-lib $(FFI_TINY)
 ffi-valgrind: ffi-c-test
 	@rm -f $(FFI_OUT)/valgrind.log
 	$(FFI_VALGRIND) --log-file=$(FFI_OUT)/valgrind.log \
-	    $(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch-valgrind \
+	    $(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch-valgrind $(FFI_ADAPTER) \
 	    || { cat $(FFI_OUT)/valgrind.log; exit 1; }
 	@grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost" $(FFI_OUT)/valgrind.log
 

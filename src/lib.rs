@@ -11,6 +11,7 @@
 //! - [`guard`]: bias deltas, the probe catalog, audits, runtime checks and reports;
 //! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
 
+pub mod adapter;
 pub mod chat;
 pub mod engine;
 pub mod error;

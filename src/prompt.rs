@@ -154,7 +154,7 @@ pub struct PromptMessages {
 }
 
 /// Renders rubric prompts from a [`PromptLayout`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PromptBuilder {
     layout: PromptLayout,
     env: Environment<'static>,

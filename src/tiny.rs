@@ -350,3 +350,39 @@ pub(crate) fn random_normal(seed: u64, n: usize, scale: f64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A random LoRA adapter for a model with `model`'s shapes: non-zero `A` and `B` (scaled so
+/// the adapter moves the tiny model's outputs visibly) for every projection `config` selects.
+pub fn tiny_adapter(
+    model: &crate::model::ModelConfig,
+    config: crate::adapter::PeftConfig,
+    seed: u64,
+) -> Result<crate::adapter::PeftAdapter> {
+    use crate::adapter::{LoraMatrix, PeftAdapter};
+    use crate::weights::DenseTensor;
+    let selector = config.selector("tiny")?;
+    let mut tensors = std::collections::BTreeMap::new();
+    let mut stream = seed;
+    for layer in 0..model.n_layers {
+        for p in crate::model::Projection::ALL {
+            let path = p.hf_path(layer);
+            if !selector.targets(&path, layer) {
+                continue;
+            }
+            let (out, inp) = p.shape(model);
+            let r = selector.rank(&path);
+            for (matrix, shape) in [(LoraMatrix::A, [r, inp]), (LoraMatrix::B, [out, r])] {
+                stream = stream.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let n = shape[0] * shape[1];
+                tensors.insert(
+                    PeftAdapter::key(&path, matrix),
+                    DenseTensor {
+                        shape: shape.to_vec(),
+                        data: random_normal(stream, n, 0.1),
+                    },
+                );
+            }
+        }
+    }
+    Ok(PeftAdapter { config, tensors })
+}

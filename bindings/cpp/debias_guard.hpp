@@ -356,7 +356,7 @@ struct ModelOptions {
     std::uint32_t threads = 0;        ///< 0 = all cores
     std::uint32_t prefill_chunk = 0;  ///< 0 = library default
     dg_weight_format_t weight_format = DG_WEIGHT_FORMAT_AUTO;
-    std::string adapter_path;         ///< empty = none (adapters: DG_STATUS_NOT_SUPPORTED)
+    std::string adapter_path;         ///< PEFT adapter dir run as "default"; empty = none
     std::string prompt_layout_json;   ///< empty = default layout
     std::string prompt_layout_path;   ///< a layout JSON file instead (set at most one)
 };
@@ -372,7 +372,7 @@ struct ModelInfo {
 /// threads at once.
 class Model {
 public:
-    /// Opens a GGUF model file.
+    /// Opens a GGUF model file or a Hugging Face model directory.
     static Model open(std::string_view path, const ModelOptions &options = {}) {
         std::string p = detail::owned(path, "path");
         std::string adapter = detail::owned(options.adapter_path, "adapter_path");
@@ -433,6 +433,44 @@ public:
         dg_error_t *err = nullptr;
         const dg_status_t status = dg_bias_delta(get(), rubric_of(rubric), i.c_str(), t.c_str(),
                                                  c.c_str(), mitigate, &d, &err);
+        detail::check(status, err);
+        return d;
+    }
+
+    /// Loads a PEFT LoRA adapter directory under `name` (shared by every handle on these
+    /// weights; the base is not copied).
+    void load_adapter(std::string_view name, std::string_view dir) const {
+        std::string n = detail::owned(name, "name");
+        std::string d = detail::owned(dir, "dir");
+        dg_error_t *err = nullptr;
+        detail::check(dg_model_load_adapter(get(), n.c_str(), d.c_str(), &err), err);
+    }
+
+    /// A new handle on the same weights that runs adapter `name` (nullopt = the base model).
+    Model with_adapter(std::optional<std::string_view> name) const {
+        std::optional<std::string> n;
+        if (name) n.emplace(detail::owned(*name, "name"));
+        dg_model_t *m = nullptr;
+        dg_error_t *err = nullptr;
+        detail::check(dg_model_with_adapter(get(), n ? n->c_str() : nullptr, &m, &err), err);
+        return Model(m);
+    }
+
+    /// `item` scored on the base model (`neutral_*`) and with adapter `name` (`contextual_*`).
+    BiasDelta adapter_delta(std::string_view transcript, std::string_view item,
+                            std::string_view name,
+                            std::optional<std::string_view> context = std::nullopt,
+                            bool mitigate = false, const Rubric *rubric = nullptr) const {
+        std::string t = detail::owned(transcript, "transcript");
+        std::string i = detail::owned(item, "item");
+        std::string n = detail::owned(name, "name");
+        std::optional<std::string> c;
+        if (context) c.emplace(detail::owned(*context, "context"));
+        BiasDelta d{};
+        dg_error_t *err = nullptr;
+        const dg_status_t status =
+            dg_adapter_delta(get(), rubric_of(rubric), i.c_str(), t.c_str(),
+                             c ? c->c_str() : nullptr, mitigate, n.c_str(), &d, &err);
         detail::check(status, err);
         return d;
     }

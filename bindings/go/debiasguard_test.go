@@ -82,8 +82,8 @@ func TestOpenErrors(t *testing.T) {
 	path := tinyModel(t)
 	_, err := Open(filepath.Join(t.TempDir(), "missing.gguf"), nil)
 	wantStatus(t, err, StatusIO, "missing.gguf")
-	_, err = Open(path, &Options{AdapterPath: "lora.safetensors"})
-	wantStatus(t, err, StatusNotSupported, "adapter")
+	_, err = Open(path, &Options{AdapterPath: filepath.Join(t.TempDir(), "no-adapter")})
+	wantStatus(t, err, StatusIO, "adapter_config.json")
 	_, err = Open(path, &Options{WeightFormat: 9})
 	wantStatus(t, err, StatusInvalidArgument, "weight_format")
 	_, err = Open(path, &Options{PromptLayoutJSON: "{"})
@@ -381,4 +381,35 @@ func TestCloseWhileScoring(t *testing.T) {
 	close(start)
 	m.Close()
 	wg.Wait()
+}
+
+func TestAdapters(t *testing.T) {
+	base := openTiny(t)
+	defer base.Close()
+	dir := filepath.Join(filepath.Dir(tinyModel(t)), "tiny-adapter")
+	if err := base.LoadAdapter("debias", dir); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, base.LoadAdapter("debias", dir), StatusAdapterInvalid, "already loaded")
+	_, err := base.WithAdapter("nope")
+	wantStatus(t, err, StatusAdapterInvalid, "nope")
+	tuned, err := base.WithAdapter("debias")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tuned.Close()
+	d, err := base.AdapterDelta(transcript, "teacher_uptake", "", "debias", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tuned.Score(transcript, &ScoreOptions{Items: []string{"teacher_uptake"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := got[0].Expected - d.ContextualExpected; diff > 1e-9 || diff < -1e-9 {
+		t.Fatalf("adapter handle scores %v, delta says %v", got[0].Expected, d.ContextualExpected)
+	}
+	if d.AbsDelta < 1e-6 {
+		t.Fatalf("the random adapter should move the score: %+v", d)
+	}
 }

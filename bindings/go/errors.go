@@ -30,6 +30,7 @@ const (
 	StatusLabel            Status = C.DG_STATUS_LABEL
 	StatusBackend          Status = C.DG_STATUS_BACKEND
 	StatusPanic            Status = C.DG_STATUS_PANIC
+	StatusAdapterInvalid   Status = C.DG_STATUS_ADAPTER_INVALID
 )
 
 // String is the library's short description of the status.

@@ -29,8 +29,8 @@ type Options struct {
 	PrefillChunk int
 	// WeightFormat says how weights are held; default WeightsAuto.
 	WeightFormat WeightFormat
-	// AdapterPath names a LoRA adapter. Adapters are not implemented yet: a non-empty value
-	// makes Open fail with StatusNotSupported.
+	// AdapterPath is a PEFT LoRA adapter directory to load under the name "default" and run;
+	// empty = the base model. More adapters: LoadAdapter and WithAdapter.
 	AdapterPath string
 	// PromptLayoutJSON replaces the prompt layout (keys system, user_template, answer_prefix,
 	// label_separator); empty = default layout.
@@ -55,7 +55,7 @@ type Model struct {
 	p  *C.dg_model_t
 }
 
-// Open loads a GGUF model file; opts may be nil.
+// Open loads a GGUF model file or a Hugging Face model directory; opts may be nil.
 func Open(path string, opts *Options) (*Model, error) {
 	if opts == nil {
 		opts = &Options{}

@@ -1,9 +1,11 @@
 //! Writes a tiny random model (a real GGUF file with a BPE vocabulary and a ChatML template) for
-//! the C, C++ and Go tests of the C ABI, so they run in seconds and under valgrind.
+//! the C, C++ and Go tests of the C ABI, so they run in seconds and under valgrind, and a random
+//! PEFT LoRA adapter for it in `tiny-adapter/` next to the model.
 //!
 //! Run: `cargo run --release --example make_tiny_model -- OUT.gguf`
 
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard::adapter::PeftConfig;
+use debias_guard::tiny::{tiny_adapter, write_tiny_gguf, TinySpec};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,9 +20,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match write_tiny_gguf(&out, &TinySpec::default()) {
+    let adapter_dir = out.with_file_name("tiny-adapter");
+    let written = write_tiny_gguf(&out, &TinySpec::default()).and_then(|()| {
+        let config = debias_guard::weights::DenseCheckpoint::load(&out)?.config;
+        let peft = PeftConfig::lora(4, 8.0, &["q_proj", "v_proj", "down_proj"]);
+        tiny_adapter(&config, peft, 3)?.save(&adapter_dir)
+    });
+    match written {
         Ok(()) => {
-            println!("wrote {}", out.display());
+            println!("wrote {} and {}", out.display(), adapter_dir.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

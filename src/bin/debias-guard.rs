@@ -1,6 +1,7 @@
 //! Command-line entry: score transcripts, audit a scorer for spurious-context bias, and check
 //! one context at run time, all with an in-process model.
 
+use candle_core::quantized::GgmlDType;
 use clap::{Parser, Subcommand, ValueEnum};
 use debias_guard::guard::{
     self, html, AuditMode, AuditOptions, AuditReport, AuditRequest, CheckOptions, ProbeCatalog,
@@ -27,9 +28,12 @@ struct Cli {
 /// Options every model-running subcommand shares.
 #[derive(clap::Args)]
 struct Common {
-    /// GGUF model file.
+    /// GGUF model file or Hugging Face model directory.
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: PathBuf,
+    /// PEFT LoRA adapter directory to run on top of the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Transcript: plain text, one TEACHER:/STUDENT: turn per line.
     #[arg(long)]
     transcript: PathBuf,
@@ -63,6 +67,16 @@ enum Mode {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum MergedType {
+    /// 32-bit floats (exact merge).
+    F32,
+    /// Half precision.
+    F16,
+    /// llama.cpp's 8-bit blocks.
+    Q8_0,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum SplitArg {
     Train,
     Heldout,
@@ -78,6 +92,10 @@ enum Command {
         /// Context sentence added after the question.
         #[arg(long)]
         context: Option<String>,
+        /// With `--adapter`: also score on the base model and print how far the adapter moves
+        /// each score.
+        #[arg(long)]
+        compare_base: bool,
     },
     /// Audit: how much each probe context moves each item's score, against the control noise floor.
     Audit {
@@ -122,6 +140,26 @@ enum Command {
         /// Exit with status 2 when the verdict is `flagged`.
         #[arg(long)]
         fail_on_flag: bool,
+    },
+    /// Export a PEFT LoRA adapter for llama.cpp: as a GGUF LoRA adapter, or merged into a GGUF
+    /// base model.
+    ExportAdapter {
+        /// The base model the adapter was trained on (GGUF file or Hugging Face directory;
+        /// `--merged` needs a GGUF file).
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// The PEFT adapter directory.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Output GGUF file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write the base model with the adapter merged in instead of an adapter file.
+        #[arg(long)]
+        merged: bool,
+        /// Storage type of merged matrices.
+        #[arg(long, value_enum, default_value_t = MergedType::F32)]
+        merged_type: MergedType,
     },
     /// Render the HTML page of a saved JSON report.
     Render {
@@ -198,6 +236,14 @@ impl Common {
                 ..Default::default()
             },
         )?;
+        let engine = match &self.adapter {
+            None => engine,
+            Some(dir) => {
+                let name = file_name(dir);
+                engine.load_adapter(&name, dir)?;
+                engine.with_adapter(Some(&name))?
+            }
+        };
         Ok(Loaded {
             engine,
             load_seconds: started.elapsed().as_secs_f64(),
@@ -235,7 +281,43 @@ fn select_items(rubric: &Rubric, ids: &[String]) -> debias_guard::Result<Vec<Rub
 
 fn run(cli: Cli) -> debias_guard::Result<ExitCode> {
     match cli.command {
-        Command::Score { common, context } => {
+        Command::ExportAdapter {
+            model,
+            adapter,
+            out,
+            merged,
+            merged_type,
+        } => {
+            let peft = debias_guard::adapter::PeftAdapter::load(&adapter)?;
+            let name = file_name(&adapter);
+            if merged {
+                if debias_guard::hf::is_model_dir(&model) {
+                    return Err(Error::InvalidInput(
+                        "--merged needs a GGUF base; for a Hugging Face base, merge into the directory and convert it with llama.cpp's converter".into(),
+                    ));
+                }
+                let dtype = match merged_type {
+                    MergedType::F32 => GgmlDType::F32,
+                    MergedType::F16 => GgmlDType::F16,
+                    MergedType::Q8_0 => GgmlDType::Q8_0,
+                };
+                let base = debias_guard::gguf::GgufFile::open(&model)?;
+                debias_guard::export::write_merged_gguf(&out, &base, &peft, &name, dtype)?;
+            } else {
+                let config = debias_guard::weights::DenseCheckpoint::load(&model)?.config;
+                debias_guard::export::write_gguf_adapter(&out, &peft, &name, &config)?;
+            }
+            eprintln!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score {
+            common,
+            context,
+            compare_base,
+        } => {
+            if compare_base && common.adapter.is_none() {
+                return Err(Error::InvalidInput("--compare-base needs --adapter".into()));
+            }
             if let Some(c) = &context {
                 debias_guard::prompt::validate_context(c)?;
             }
@@ -252,15 +334,27 @@ fn run(cli: Cli) -> debias_guard::Result<ExitCode> {
                 .collect::<debias_guard::Result<Vec<_>>>()?;
             let started = Instant::now();
             let (dists, stats) = l.engine.score_many(&prompts)?;
+            let base = if compare_base {
+                Some(l.engine.with_adapter(None)?.score_many(&prompts)?.0)
+            } else {
+                None
+            };
             let scored = started.elapsed();
             println!(
                 "{:<24} {:>8} {:>6} {:>6}  distribution",
                 "item", "expected", "argmax", "mass"
             );
-            for (item, d) in l.rubric.items.iter().zip(&dists) {
+            for (i, (item, d)) in l.rubric.items.iter().zip(&dists).enumerate() {
                 let probs: Vec<String> = d.probs.iter().map(|p| format!("{p:.3}")).collect();
+                let versus = base.as_ref().map_or(String::new(), |b| {
+                    format!(
+                        "  base {:.3}, adapter moves it {:+.3}",
+                        b[i].expected,
+                        d.expected - b[i].expected
+                    )
+                });
                 println!(
-                    "{:<24} {:>8.3} {:>6} {:>6.3}  [{}]",
+                    "{:<24} {:>8.3} {:>6} {:>6.3}  [{}]{versus}",
                     item.id,
                     d.expected,
                     d.argmax_label(),

@@ -11,15 +11,20 @@ pub use generate::{FinishReason, GenerateOptions, Generation, MAX_NEW_TOKENS_LIM
 pub use score::{LabelPrompt, ScoreDistribution};
 pub use tree::{TokenQuery, TreeStats};
 
+use crate::adapter::{LoraWeights, PeftAdapter};
 use crate::chat::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, MetadataExt};
-use crate::model::{DecoderModel, ModelConfig, TensorSource, WeightFormat, DEFAULT_PREFILL_CHUNK};
+use crate::model::{
+    DecoderModel, KvState, ModelConfig, TensorSource, WeightFormat, DEFAULT_PREFILL_CHUNK,
+};
 use crate::prompt::{PromptBuilder, PromptMessages, Transcript};
 use crate::rubric::RubricItem;
 use crate::tokenizer::TextTokenizer;
 use candle_core::Device;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// Largest prefill chunk accepted (tokens); the attention mask of one chunk is
 /// chunk × (context) floats per query group, so this bounds a call's scratch memory.
@@ -27,6 +32,25 @@ pub const MAX_PREFILL_CHUNK: usize = 4096;
 
 /// Most worker threads an engine may start.
 pub const MAX_THREADS: usize = 1024;
+
+/// Most adapters one model may have loaded at once.
+pub const MAX_ADAPTERS: usize = 256;
+
+/// Longest adapter name (bytes).
+pub const MAX_ADAPTER_NAME: usize = 256;
+
+/// One prompt scored on the base model and with an adapter.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AdapterDelta {
+    /// The adapter's name.
+    pub adapter: String,
+    /// Distribution on the base model.
+    pub base: ScoreDistribution,
+    /// Distribution with the adapter.
+    pub adapted: ScoreDistribution,
+    /// How the adapter moved the score (`neutral` = base, `contextual` = adapted).
+    pub delta: crate::guard::BiasDelta,
+}
 
 /// How to open a model.
 #[derive(Debug, Clone)]
@@ -71,21 +95,33 @@ impl EngineOptions {
     }
 }
 
-/// A model ready to score and generate.
+/// A model ready to score and generate, with the adapter (if any) that this handle runs.
+///
+/// Cloning or [`Engine::with_adapter`] gives another handle on the same loaded weights, thread
+/// pool and adapter registry; only the active adapter differs.
+#[derive(Clone)]
 pub struct Engine {
+    shared: Arc<Shared>,
+    active: Option<Arc<LoraWeights>>,
+}
+
+/// What every handle of one loaded model shares.
+struct Shared {
     model: DecoderModel,
     tokenizer: TextTokenizer,
     chat: ChatTemplate,
     pool: rayon::ThreadPool,
     prefill_chunk: usize,
     path: PathBuf,
+    adapters: RwLock<BTreeMap<String, Arc<LoraWeights>>>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("path", &self.path)
-            .field("config", self.model.config())
+            .field("path", &self.shared.path)
+            .field("config", self.shared.model.config())
+            .field("adapter", &self.active_adapter())
             .finish()
     }
 }
@@ -144,57 +180,171 @@ impl Engine {
                 Error::InvalidInput(format!("cannot start {} threads: {e}", options.threads))
             })?;
         Ok(Self {
-            model,
-            tokenizer,
-            chat,
-            pool,
-            prefill_chunk: options.prefill_chunk,
-            path: path.to_path_buf(),
+            shared: Arc::new(Shared {
+                model,
+                tokenizer,
+                chat,
+                pool,
+                prefill_chunk: options.prefill_chunk,
+                path: path.to_path_buf(),
+                adapters: RwLock::new(BTreeMap::new()),
+            }),
+            active: None,
         })
+    }
+
+    /// Loads a PEFT LoRA adapter directory under `name`, checked against this model. Every
+    /// handle of the model can then select it with [`Engine::with_adapter`].
+    pub fn load_adapter(&self, name: &str, dir: impl AsRef<Path>) -> Result<()> {
+        let adapter = PeftAdapter::load(dir)?;
+        self.add_adapter(name, &adapter)
+    }
+
+    /// Registers an adapter already in memory under `name`.
+    pub fn add_adapter(&self, name: &str, adapter: &PeftAdapter) -> Result<()> {
+        if name.is_empty() || name.len() > MAX_ADAPTER_NAME {
+            return Err(Error::InvalidInput(format!(
+                "adapter names are 1..={MAX_ADAPTER_NAME} bytes"
+            )));
+        }
+        let weights = LoraWeights::resolve(
+            name,
+            adapter,
+            self.shared.model.config(),
+            self.shared.model.device(),
+        )?;
+        let mut registry = self.registry_write();
+        if registry.contains_key(name) {
+            return Err(Error::adapter(
+                name,
+                "an adapter with this name is already loaded",
+            ));
+        }
+        if registry.len() >= MAX_ADAPTERS {
+            return Err(Error::adapter(
+                name,
+                format!("at most {MAX_ADAPTERS} adapters can be loaded at once"),
+            ));
+        }
+        registry.insert(name.to_string(), Arc::new(weights));
+        Ok(())
+    }
+
+    /// Removes an adapter from the registry (handles that already run it keep it alive).
+    pub fn unload_adapter(&self, name: &str) -> Result<()> {
+        self.registry_write()
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| Error::adapter(name, "no adapter is loaded under this name"))
+    }
+
+    /// Names of the loaded adapters.
+    pub fn adapters(&self) -> Vec<String> {
+        self.registry_read().keys().cloned().collect()
+    }
+
+    /// A handle on the same model running adapter `name` (`None` = the base model).
+    pub fn with_adapter(&self, name: Option<&str>) -> Result<Engine> {
+        let active = match name {
+            None => None,
+            Some(n) => Some(
+                self.registry_read()
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| Error::adapter(n, "no adapter is loaded under this name"))?,
+            ),
+        };
+        Ok(Self {
+            shared: Arc::clone(&self.shared),
+            active,
+        })
+    }
+
+    /// The adapter this handle runs, if any.
+    pub fn active_adapter(&self) -> Option<&str> {
+        self.active.as_ref().map(|a| a.name())
+    }
+
+    /// Scores one prompt on the base model and with adapter `name`, in one call: how much the
+    /// adapter moves this score.
+    pub fn adapter_delta(&self, prompt: &LabelPrompt, name: &str) -> Result<AdapterDelta> {
+        let adapted = self.with_adapter(Some(name))?;
+        let base = self.with_adapter(None)?.score(prompt)?;
+        let with_adapter = adapted.score(prompt)?;
+        let delta = crate::guard::BiasDelta::between(&base, &with_adapter, &prompt.values)?;
+        Ok(AdapterDelta {
+            adapter: name.to_string(),
+            base,
+            adapted: with_adapter,
+            delta,
+        })
+    }
+
+    fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<LoraWeights>>> {
+        // A panic while holding the lock cannot leave the map half-updated (inserts and removes
+        // are single calls), so a poisoned lock is still consistent.
+        self.shared
+            .adapters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn registry_write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<LoraWeights>>> {
+        self.shared
+            .adapters
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An empty KV state bound to this handle's adapter.
+    fn new_state(&self) -> Result<KvState> {
+        self.shared.model.new_state_with(self.active.clone())
     }
 
     /// The model file this engine was opened from.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// The model's hyper-parameters.
     pub fn config(&self) -> &ModelConfig {
-        self.model.config()
+        self.shared.model.config()
     }
 
     /// The model's tokenizer.
     pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+        &self.shared.tokenizer
     }
 
     /// The chat template in use.
     pub fn chat_template(&self) -> &ChatTemplate {
-        &self.chat
+        &self.shared.chat
     }
 
     /// The loaded decoder.
     pub fn model(&self) -> &DecoderModel {
-        &self.model
+        &self.shared.model
     }
 
     /// Worker threads of this engine.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.shared.pool.current_num_threads()
     }
 
     /// Renders a prompt with the model's chat template and appends the answer prefix.
     /// Control tokens written literally inside a message are refused (they would forge turns).
     pub fn render(&self, prompt: &PromptMessages) -> Result<String> {
         for m in &prompt.messages {
-            if let Some(special) = self.tokenizer.find_special_text(&m.content) {
+            if let Some(special) = self.shared.tokenizer.find_special_text(&m.content) {
                 return Err(Error::InvalidInput(format!(
                     "the {} text contains the control token `{special}`",
                     m.role
                 )));
             }
         }
-        let mut text = self.chat.render(&prompt.messages, true)?;
+        let mut text = self.shared.chat.render(&prompt.messages, true)?;
         text.push_str(&prompt.answer_prefix);
         Ok(text)
     }
@@ -220,7 +370,7 @@ impl Engine {
 
     /// Token ids of a text, as the model sees them.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer.encode(text)
+        self.shared.tokenizer.encode(text)
     }
 
     /// Label distribution of one prompt.
@@ -250,7 +400,7 @@ impl Engine {
     ) -> Result<(Vec<ScoreDistribution>, TreeStats)> {
         let tokenized: Vec<_> = prompts
             .iter()
-            .map(|p| score::tokenize_labels(&self.tokenizer, p))
+            .map(|p| score::tokenize_labels(&self.shared.tokenizer, p))
             .collect::<Result<_>>()?;
         let queries: Vec<TokenQuery> = tokenized.iter().flat_map(|t| t.queries.clone()).collect();
         let (logprobs, stats) = if shared {
@@ -282,17 +432,26 @@ impl Engine {
 
     /// Per-token log-probabilities of token sequences, sharing common prefixes.
     pub fn evaluate(&self, queries: &[TokenQuery]) -> Result<(Vec<Vec<f32>>, TreeStats)> {
-        self.pool
-            .install(|| tree::evaluate(&self.model, queries, self.prefill_chunk))
+        self.shared.pool.install(|| {
+            tree::evaluate(
+                &self.shared.model,
+                &self.new_state()?,
+                queries,
+                self.shared.prefill_chunk,
+            )
+        })
     }
 
     /// Logits `[positions.len(), vocab]` of one token sequence, for checks against other engines.
     pub fn logits(&self, tokens: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
-        self.pool.install(|| {
-            let mut state = self.model.new_state();
-            let t = self
-                .model
-                .forward(tokens, &mut state, positions, self.prefill_chunk)?;
+        self.shared.pool.install(|| {
+            let mut state = self.new_state()?;
+            let t = self.shared.model.forward(
+                tokens,
+                &mut state,
+                positions,
+                self.shared.prefill_chunk,
+            )?;
             Ok(t.to_vec2::<f32>()?)
         })
     }
@@ -300,7 +459,7 @@ impl Engine {
     /// Generates a continuation of `prompt_text` (already rendered).
     pub fn generate(&self, prompt_text: &str, options: &GenerateOptions) -> Result<Generation> {
         options.validate()?;
-        let prompt = self.tokenizer.encode(prompt_text)?;
+        let prompt = self.shared.tokenizer.encode(prompt_text)?;
         if prompt.is_empty() {
             return Err(Error::InvalidInput("prompt tokenizes to nothing".into()));
         }
@@ -311,13 +470,16 @@ impl Engine {
                 context,
             });
         }
-        self.pool.install(|| {
-            let mut state = self.model.new_state();
+        self.shared.pool.install(|| {
+            let mut state = self.new_state()?;
             let mut sampler = generate::Sampler::new(options);
-            let stops = self.tokenizer.stop_ids();
-            let mut logits =
-                self.model
-                    .forward(&prompt, &mut state, &[prompt.len() - 1], self.prefill_chunk)?;
+            let stops = self.shared.tokenizer.stop_ids();
+            let mut logits = self.shared.model.forward(
+                &prompt,
+                &mut state,
+                &[prompt.len() - 1],
+                self.shared.prefill_chunk,
+            )?;
             let mut tokens = Vec::new();
             let finish = loop {
                 let row = logits.squeeze(0)?.to_vec1::<f32>()?;
@@ -327,7 +489,7 @@ impl Engine {
                 }
                 tokens.push(next);
                 if !options.stop.is_empty() {
-                    let text = self.tokenizer.decode(&tokens)?;
+                    let text = self.shared.tokenizer.decode(&tokens)?;
                     if generate::find_stop(&text, &options.stop).is_some() {
                         break FinishReason::StopString;
                     }
@@ -338,9 +500,9 @@ impl Engine {
                 if state.len() + 1 >= context {
                     break FinishReason::ContextFull;
                 }
-                logits = self.model.forward(&[next], &mut state, &[0], 1)?;
+                logits = self.shared.model.forward(&[next], &mut state, &[0], 1)?;
             };
-            let mut text = self.tokenizer.decode(&tokens)?;
+            let mut text = self.shared.tokenizer.decode(&tokens)?;
             if let Some(cut) = generate::find_stop(&text, &options.stop) {
                 text.truncate(cut);
             }

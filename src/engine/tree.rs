@@ -38,13 +38,20 @@ struct Node {
     child_logprobs: Vec<(u32, f32)>,
 }
 
-/// Evaluates all queries, sharing every common prefix. Returns, per query, the log-probabilities
-/// of `tokens[score_from..]`.
+/// Evaluates all queries from the empty `root` state (which fixes the adapter every token runs
+/// with), sharing every common prefix. Returns, per query, the log-probabilities of
+/// `tokens[score_from..]`.
 pub fn evaluate(
     model: &DecoderModel,
+    root: &KvState,
     queries: &[TokenQuery],
     chunk: usize,
 ) -> Result<(Vec<Vec<f32>>, TreeStats)> {
+    if !root.is_empty() {
+        return Err(Error::InvalidInput(
+            "tree evaluation starts from an empty state".into(),
+        ));
+    }
     let context = model.config().context_length;
     for q in queries {
         if q.score_from == 0 || q.score_from > q.tokens.len() {
@@ -121,7 +128,7 @@ pub fn evaluate(
             ..TreeStats::default()
         },
     };
-    eval.schedule(&roots, &model.new_state())?;
+    eval.schedule(&roots, root)?;
     while let Some((start, mut state)) = eval.pending.pop() {
         // A subtree too big for one batch: run its leading chain, then schedule what follows.
         let run = eval.chain(start);

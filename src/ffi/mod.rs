@@ -17,6 +17,7 @@
 // once in `CONVENTIONS` rather than repeated on every function.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod adapter;
 pub mod audit;
 pub mod check;
 pub mod delta;

@@ -40,8 +40,8 @@ pub struct dg_model_options {
     pub prefill_chunk: u32,
     /// A `dg_weight_format_t` value; default `DG_WEIGHT_FORMAT_AUTO`.
     pub weight_format: u32,
-    /// Path of a LoRA adapter to apply; NULL = none. Adapters are not implemented yet: any
-    /// non-NULL value makes `dg_model_open` fail with `DG_STATUS_NOT_SUPPORTED`.
+    /// A PEFT LoRA adapter directory to load under the name `"default"` and run; NULL = none
+    /// (the base model). More adapters: `dg_model_load_adapter` / `dg_model_with_adapter`.
     pub adapter_path: *const c_char,
     /// The prompt layout as JSON text (`system`, `user_template`, `answer_prefix`,
     /// `label_separator`; omitted keys keep their defaults); NULL = the default layout.
@@ -61,6 +61,21 @@ pub struct dg_model {
     pub(crate) builder: PromptBuilder,
     pub(crate) load_seconds: f64,
     architecture: CString,
+}
+
+/// Name under which `dg_model_options_t.adapter_path` is loaded.
+pub const DEFAULT_ADAPTER_NAME: &str = "default";
+
+impl dg_model {
+    /// Another handle sharing this model's layout, with `engine` (a handle on the same weights).
+    pub(crate) fn with_engine(&self, engine: Engine) -> Self {
+        Self {
+            engine,
+            builder: self.builder.clone(),
+            load_seconds: self.load_seconds,
+            architecture: self.architecture.clone(),
+        }
+    }
 }
 
 /// Facts about an open model, written by `dg_model_get_info`.
@@ -95,13 +110,15 @@ pub fn dg_model_default_options() -> dg_model_options {
     }
 }
 
-/// Opens a GGUF model file.
+/// Opens a model: a GGUF file or a Hugging Face model directory (`config.json`, safetensors,
+/// `tokenizer.json`, `tokenizer_config.json`).
 ///
-/// `path`: the model file (UTF-8, NUL-terminated). `options`: NULL for the defaults.
+/// `path`: the model (UTF-8, NUL-terminated). `options`: NULL for the defaults.
 /// On success writes a new model to `*out_model`; release it with `dg_model_free`.
 /// Returns `DG_STATUS_OK`, or `DG_STATUS_NULL_ARGUMENT`, `DG_STATUS_INVALID_UTF8`,
-/// `DG_STATUS_INVALID_ARGUMENT` (bad option value), `DG_STATUS_NOT_SUPPORTED` (an adapter was
-/// given), `DG_STATUS_IO`, `DG_STATUS_MODEL_INVALID`, `DG_STATUS_MODEL_UNSUPPORTED`,
+/// `DG_STATUS_INVALID_ARGUMENT` (bad option value), `DG_STATUS_ADAPTER_INVALID` or
+/// `DG_STATUS_NOT_SUPPORTED` (the adapter), `DG_STATUS_IO`, `DG_STATUS_MODEL_INVALID`,
+/// `DG_STATUS_MODEL_UNSUPPORTED`,
 /// `DG_STATUS_CONFIG` (bad prompt layout), `DG_STATUS_BACKEND` or `DG_STATUS_PANIC`.
 /// (`DG_STATUS_IO` also covers the prompt layout file.)
 /// Thread-safe; loading takes seconds for large files.
@@ -127,12 +144,6 @@ pub unsafe fn dg_model_open(
                 opt_str(options.prompt_layout_path, "options->prompt_layout_path")?,
             )
         };
-        if let Some(adapter) = adapter {
-            return Err(Failure::new(
-                dg_status::NotSupported,
-                format!("adapters are not supported yet (options->adapter_path = `{adapter}`)"),
-            ));
-        }
         let weight_format = match options.weight_format {
             0 => WeightFormat::Auto,
             1 => WeightFormat::DenseF32,
@@ -164,7 +175,11 @@ pub unsafe fn dg_model_open(
             ..Default::default()
         };
         let started = Instant::now();
-        let engine = Engine::open(path, &engine_options)?;
+        let mut engine = Engine::open(path, &engine_options)?;
+        if let Some(dir) = adapter {
+            engine.load_adapter(DEFAULT_ADAPTER_NAME, dir)?;
+            engine = engine.with_adapter(Some(DEFAULT_ADAPTER_NAME))?;
+        }
         let load_seconds = started.elapsed().as_secs_f64();
         let architecture = super::owned::c_string(engine.config().architecture.key_prefix());
         let model = Box::new(dg_model {

@@ -76,11 +76,9 @@ impl HfConfig {
             return Err(bad("mlp_bias = true is not supported".into()));
         }
         let n_heads = raw.num_attention_heads;
-        let head_dim = raw.head_dim.unwrap_or(if n_heads > 0 {
-            raw.hidden_size / n_heads
-        } else {
-            0
-        });
+        let head_dim = raw
+            .head_dim
+            .unwrap_or(raw.hidden_size.checked_div(n_heads).unwrap_or(0));
         let mut model = ModelConfig {
             architecture,
             hidden_size: raw.hidden_size,

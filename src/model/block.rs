@@ -2,7 +2,9 @@
 
 use super::config::ModelConfig;
 use super::kernels::PackedLinear;
+use super::names::Projection;
 use super::rope::Rope;
+use crate::adapter::{LayerLora, LoraPair};
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
 
@@ -64,9 +66,13 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Applies the projection to rows of `x` (`[tokens, in]` → `[tokens, out]`).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+    /// Applies the projection to rows of `x` (`[tokens, in]` → `[tokens, out]`), plus the
+    /// adapter's low-rank path when there is one.
+    pub fn forward(&self, x: &Tensor, lora: Option<&LoraPair>) -> Result<Tensor> {
+        let mut y = self.weight.forward(x)?;
+        if let Some(path) = lora {
+            y = (y + path.forward(x)?)?;
+        }
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -105,16 +111,22 @@ impl Block {
         x: &Tensor,
         kv: &mut Option<(Tensor, Tensor)>,
         ctx: &ChunkContext<'_>,
+        lora: Option<&LayerLora>,
     ) -> Result<Tensor> {
+        let path = |p: Projection| lora.and_then(|l| l.get(p));
         let attn = self.attention(
             &candle_nn::ops::rms_norm(x, &self.attn_norm, ctx.config.rms_eps as f32)?,
             kv,
             ctx,
+            lora,
         )?;
         let x = (x + attn)?;
         let h = candle_nn::ops::rms_norm(&x, &self.ffn_norm, ctx.config.rms_eps as f32)?;
-        let gate = candle_nn::ops::silu(&self.ffn_gate.forward(&h)?)?;
-        let mlp = self.ffn_down.forward(&(gate * self.ffn_up.forward(&h)?)?)?;
+        let gate = candle_nn::ops::silu(&self.ffn_gate.forward(&h, path(Projection::Gate))?)?;
+        let up = self.ffn_up.forward(&h, path(Projection::Up))?;
+        let mlp = self
+            .ffn_down
+            .forward(&(gate * up)?, path(Projection::Down))?;
         x + mlp
     }
 
@@ -123,7 +135,9 @@ impl Block {
         x: &Tensor,
         kv: &mut Option<(Tensor, Tensor)>,
         ctx: &ChunkContext<'_>,
+        lora: Option<&LayerLora>,
     ) -> Result<Tensor> {
+        let path = |p: Projection| lora.and_then(|l| l.get(p));
         let cfg = ctx.config;
         let (len, _) = x.dims2()?;
         let (n_heads, n_kv, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
@@ -131,9 +145,9 @@ impl Block {
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
             t.reshape((1, len, n, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(self.attn_q.forward(x)?, n_heads)?;
-        let k = heads(self.attn_k.forward(x)?, n_kv)?;
-        let v = heads(self.attn_v.forward(x)?, n_kv)?;
+        let q = heads(self.attn_q.forward(x, path(Projection::Q))?, n_heads)?;
+        let k = heads(self.attn_k.forward(x, path(Projection::K))?, n_kv)?;
+        let v = heads(self.attn_v.forward(x, path(Projection::V))?, n_kv)?;
         let q = ctx.rope.apply(&q, ctx.cos, ctx.sin)?;
         let k = ctx.rope.apply(&k, ctx.cos, ctx.sin)?;
         let (k, v) = match kv.take() {
@@ -156,7 +170,7 @@ impl Block {
             .reshape((1, n_heads, len, hd))?
             .transpose(1, 2)?
             .reshape((len, n_heads * hd))?;
-        self.attn_output.forward(&out)
+        self.attn_output.forward(&out, path(Projection::O))
     }
 }
 

@@ -15,12 +15,14 @@ pub use kv::KvState;
 pub use names::Projection;
 pub use source::TensorSource;
 
+use crate::adapter::LoraWeights;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use block::{causal_mask, Block, ChunkContext, Linear, LinearWeight};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Tensor};
 use rope::Rope;
+use std::sync::Arc;
 
 /// How weights are held in memory after loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,9 +141,22 @@ impl DecoderModel {
         &self.device
     }
 
-    /// A fresh, empty state for one call.
+    /// A fresh, empty state for one call on the base model.
     pub fn new_state(&self) -> KvState {
-        KvState::new(self.config.n_layers)
+        KvState::new(self.config.n_layers, None)
+    }
+
+    /// A fresh, empty state for one call with `adapter` active (`None` = the base model).
+    pub fn new_state_with(&self, adapter: Option<Arc<LoraWeights>>) -> Result<KvState> {
+        if let Some(a) = &adapter {
+            if !a.fits(&self.config) {
+                return Err(Error::adapter(
+                    a.name(),
+                    "was resolved for a model of another shape",
+                ));
+            }
+        }
+        Ok(KvState::new(self.config.n_layers, adapter))
     }
 
     /// Feeds `tokens` after the tokens already in `state`, in chunks of at most `chunk` tokens,
@@ -237,8 +252,10 @@ impl DecoderModel {
             sin: &sin,
             mask,
         };
-        for (block, kv) in self.blocks.iter().zip(state.layers.iter_mut()) {
-            x = block.forward(&x, kv, &ctx)?;
+        let adapter = state.adapter.clone();
+        for (i, (block, kv)) in self.blocks.iter().zip(state.layers.iter_mut()).enumerate() {
+            let lora = adapter.as_ref().and_then(|a| a.layer(i));
+            x = block.forward(&x, kv, &ctx, lora)?;
         }
         Ok(x)
     }

@@ -7,6 +7,7 @@
 #include "check.h"
 
 #include <errno.h>
+#include <math.h>
 #include <sys/stat.h>
 
 static const char *TRANSCRIPT =
@@ -106,13 +107,13 @@ static void test_version_and_status(void) {
     EXPECT(DG_VERSION_NUMBER ==
            DG_VERSION_MAJOR * 10000 + DG_VERSION_MINOR * 100 + DG_VERSION_PATCH);
 
-    for (int s = DG_STATUS_OK; s <= DG_STATUS_PANIC; s++) {
+    for (int s = DG_STATUS_OK; s <= DG_STATUS_ADAPTER_INVALID; s++) {
         EXPECT(strlen(dg_status_text(s)) > 0);
         EXPECT(strcmp(dg_status_text(s), "unknown status") != 0);
     }
     EXPECT(strcmp(dg_status_text(DG_STATUS_OK), "success") == 0);
     EXPECT(strcmp(dg_status_text(-1), "unknown status") == 0);
-    EXPECT(strcmp(dg_status_text(DG_STATUS_PANIC + 1), "unknown status") == 0);
+    EXPECT(strcmp(dg_status_text(DG_STATUS_ADAPTER_INVALID + 1), "unknown status") == 0);
 
     /* A NULL error object means "no error". */
     EXPECT(dg_error_status(NULL) == DG_STATUS_OK);
@@ -143,8 +144,8 @@ static dg_model_t *test_model(const char *path) {
     bad.weight_format = 7;
     FAILS(DG_STATUS_INVALID_ARGUMENT, "weight_format", dg_model_open(path, &bad, &model, &err));
     bad = dg_model_default_options();
-    bad.adapter_path = "adapter.safetensors";
-    FAILS(DG_STATUS_NOT_SUPPORTED, "adapter", dg_model_open(path, &bad, &model, &err));
+    bad.adapter_path = scratch_path("no-such-adapter");
+    FAILS(DG_STATUS_IO, "no-such-adapter", dg_model_open(path, &bad, &model, &err));
     bad = dg_model_default_options();
     bad.prompt_layout_json = "{\"answer_prefix\": ";
     FAILS(DG_STATUS_CONFIG, "prompt_layout_json", dg_model_open(path, &bad, &model, &err));
@@ -617,9 +618,71 @@ static void test_audit(const dg_model_t *model) {
     dg_audit_free(NULL);
 }
 
+/* Adapters: load by path at open time and by name later, handles per adapter, the A/B delta,
+ * and typed errors for what does not fit. */
+static void test_adapters(const char *model_path, const char *adapter_dir) {
+    const char *item = "teacher_uptake";
+    dg_model_options_t o = dg_model_default_options();
+    o.threads = 2;
+    o.prompt_layout_json = COMPACT_LAYOUT;
+    dg_model_t *base = SENTINEL;
+    OK(dg_model_open(model_path, &o, &base, &err));
+
+    FAILS(DG_STATUS_NULL_ARGUMENT, "`name`", dg_model_load_adapter(base, NULL, adapter_dir, &err));
+    FAILS(DG_STATUS_IO, "adapter_config.json",
+          dg_model_load_adapter(base, "x", scratch_path("no-adapter-here"), &err));
+    write_file(scratch_path("adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": 4}");
+    FAILS(DG_STATUS_ADAPTER_INVALID, "adapter_config.json",
+          dg_model_load_adapter(base, "x", scratch, &err));
+    write_file(scratch_path("adapter_config.json"),
+               "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, "
+               "\"target_modules\": [\"q_proj\"], \"use_dora\": true}");
+    FAILS(DG_STATUS_NOT_SUPPORTED, "use_dora", dg_model_load_adapter(base, "x", scratch, &err));
+    OK(dg_model_load_adapter(base, "debias", adapter_dir, &err));
+    FAILS(DG_STATUS_ADAPTER_INVALID, "already loaded",
+          dg_model_load_adapter(base, "debias", adapter_dir, &err));
+
+    dg_model_t *tuned = SENTINEL;
+    FAILS(DG_STATUS_ADAPTER_INVALID, "nope", dg_model_with_adapter(base, "nope", &tuned, &err));
+    EXPECT(tuned == SENTINEL);
+    OK(dg_model_with_adapter(base, "debias", &tuned, &err));
+    dg_model_t *plain = SENTINEL;
+    OK(dg_model_with_adapter(tuned, NULL, &plain, &err));
+
+    /* The delta of one request in one call equals scoring on the two handles. */
+    dg_bias_delta_t d;
+    FAILS(DG_STATUS_ADAPTER_INVALID, "nope",
+          dg_adapter_delta(base, NULL, item, TRANSCRIPT, NULL, false, "nope", &d, &err));
+    OK(dg_adapter_delta(base, NULL, item, TRANSCRIPT, NULL, false, "debias", &d, &err));
+    const char *items[] = {item};
+    dg_scores_t *s_base = NULL, *s_tuned = NULL;
+    OK(dg_score(plain, NULL, items, 1, TRANSCRIPT, NULL, false, &s_base, &err));
+    OK(dg_score(tuned, NULL, items, 1, TRANSCRIPT, NULL, false, &s_tuned, &err));
+    EXPECT(fabs(d.neutral_expected - s_base->distributions[0].expected) < 1e-9);
+    EXPECT(fabs(d.contextual_expected - s_tuned->distributions[0].expected) < 1e-9);
+    EXPECT(fabs(d.delta) > 1e-6); /* the random adapter moves the score */
+    dg_scores_free(s_base);
+    dg_scores_free(s_tuned);
+
+    /* Freeing the base handle leaves the others working. */
+    dg_model_free(base);
+    dg_scores_t *again = NULL;
+    OK(dg_score(tuned, NULL, items, 1, TRANSCRIPT, NULL, false, &again, &err));
+    dg_scores_free(again);
+    dg_model_free(tuned);
+    dg_model_free(plain);
+
+    /* An adapter given at open time runs by default, under the name "default". */
+    o.adapter_path = adapter_dir;
+    dg_model_t *opened = SENTINEL;
+    OK(dg_model_open(model_path, &o, &opened, &err));
+    OK(dg_adapter_delta(opened, NULL, item, TRANSCRIPT, NULL, false, "default", &d, &err));
+    dg_model_free(opened);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s TINY_MODEL.gguf SCRATCH_DIR\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s TINY_MODEL.gguf SCRATCH_DIR ADAPTER_DIR\n", argv[0]);
         return 2;
     }
     scratch = argv[2];
@@ -633,5 +696,6 @@ int main(int argc, char **argv) {
     test_check(model);
     test_audit(model);
     dg_model_free(model);
+    test_adapters(argv[1], argv[3]);
     return dg_test_finish("test_api");
 }

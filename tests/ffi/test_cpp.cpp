@@ -55,14 +55,28 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(DG_STATUS_IO, dg::Model::open(scratch + "/missing.gguf"));
     EXPECT_ERROR(DG_STATUS_INVALID_ARGUMENT, dg::Model::open(std::string("a\0b", 3)));
     dg::ModelOptions bad;
-    bad.adapter_path = "lora.safetensors";
-    EXPECT_ERROR(DG_STATUS_NOT_SUPPORTED, dg::Model::open(argv[1], bad));
+    bad.adapter_path = scratch + "/no-adapter";
+    EXPECT_ERROR(DG_STATUS_IO, dg::Model::open(argv[1], bad));
 
     dg::ModelOptions options;
     options.threads = 2;
     const dg::Model model = dg::Model::open(argv[1], options);
     dg::ModelInfo info = model.info();
     EXPECT(info.architecture == "llama" && info.threads == 2 && info.context_length == 4096);
+
+    // Adapters: the tiny model's adapter sits next to it.
+    std::string adapter_dir = argv[1];
+    adapter_dir = adapter_dir.substr(0, adapter_dir.rfind('/') + 1) + "tiny-adapter";
+    model.load_adapter("debias", adapter_dir);
+    EXPECT_ERROR(DG_STATUS_ADAPTER_INVALID, model.load_adapter("debias", adapter_dir));
+    EXPECT_ERROR(DG_STATUS_ADAPTER_INVALID, model.with_adapter("nope"));
+    {
+        const dg::Model tuned = model.with_adapter("debias");
+        dg::BiasDelta ab = model.adapter_delta(TRANSCRIPT, "teacher_uptake", "debias");
+        std::vector<dg::Distribution> got = tuned.score(TRANSCRIPT, {"teacher_uptake"});
+        EXPECT(std::fabs(got[0].expected - ab.contextual_expected) < 1e-9);
+        EXPECT(std::fabs(ab.delta) > 1e-6);
+    }
 
     dg::Rubric builtin = dg::Rubric::builtin();
     EXPECT(builtin.item_ids().size() == 3);

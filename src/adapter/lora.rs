@@ -1,0 +1,270 @@
+//! A PEFT adapter checked against one base model and laid out for the forward pass: per layer
+//! and projection, `Aᵀ` and `scale · Bᵀ`, so a projection adds `(x · Aᵀ) · (scale · Bᵀ)` next to
+//! its base weight (quantized or not) and the base is never copied.
+
+use super::peft::{PeftAdapter, KEY_PREFIX};
+use crate::error::{Error, Result};
+use crate::model::names::rows_halves_to_pairs;
+use crate::model::{ModelConfig, Projection};
+use crate::weights::DenseTensor;
+use candle_core::{Device, Tensor};
+use std::collections::BTreeMap;
+
+/// The low-rank path of one projection.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    /// `Aᵀ`, `[in, r]`.
+    pub(crate) a_t: Tensor,
+    /// `scale · Bᵀ`, `[r, out]`, rows in the base model's order.
+    pub(crate) b_t_scaled: Tensor,
+    /// Rank of this path.
+    pub rank: usize,
+    /// Output scale (`alpha / r` or `alpha / sqrt(r)`).
+    pub scale: f64,
+}
+
+impl LoraPair {
+    /// `x · Aᵀ · scale · Bᵀ` for rows of `x`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.a_t)?.matmul(&self.b_t_scaled)
+    }
+}
+
+/// The low-rank paths of one block, indexed by [`Projection`] order.
+#[derive(Debug, Clone, Default)]
+pub struct LayerLora {
+    paths: [Option<LoraPair>; 7],
+}
+
+impl LayerLora {
+    /// The path of one projection, if adapted.
+    pub fn get(&self, p: Projection) -> Option<&LoraPair> {
+        self.paths[p as usize].as_ref()
+    }
+}
+
+/// An adapter resolved against a base model, ready to run.
+#[derive(Debug, Clone)]
+pub struct LoraWeights {
+    name: String,
+    layers: Vec<LayerLora>,
+    shape: (usize, usize),
+    modules: usize,
+}
+
+impl LoraWeights {
+    /// Checks `adapter` against the base `config` (see [`validated_modules`]) and lays it out
+    /// on `device`.
+    pub fn resolve(
+        name: &str,
+        adapter: &PeftAdapter,
+        config: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let modules = validated_modules(name, adapter, config)?;
+        let mut layers = vec![LayerLora::default(); config.n_layers];
+        for m in &modules {
+            layers[m.layer].paths[m.projection as usize] = Some(build_pair(m, config, device)?);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            layers,
+            shape: (config.hidden_size, config.n_layers),
+            modules: modules.len(),
+        })
+    }
+
+    /// The name the adapter was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The low-rank paths of block `layer`.
+    pub fn layer(&self, layer: usize) -> Option<&LayerLora> {
+        self.layers.get(layer)
+    }
+
+    /// Number of adapted projections.
+    pub fn modules(&self) -> usize {
+        self.modules
+    }
+
+    /// Whether this adapter was resolved for a model of this shape.
+    pub fn fits(&self, config: &ModelConfig) -> bool {
+        self.shape == (config.hidden_size, config.n_layers)
+    }
+}
+
+/// One adapted projection of a validated adapter, in Hugging Face row order.
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleLora<'a> {
+    /// Block index.
+    pub layer: usize,
+    /// Which projection.
+    pub projection: Projection,
+    /// `A`, `[r, in]`.
+    pub a: &'a DenseTensor,
+    /// `B`, `[out, r]`.
+    pub b: &'a DenseTensor,
+    /// Rank.
+    pub rank: usize,
+    /// Output scale.
+    pub scale: f64,
+}
+
+impl ModuleLora<'_> {
+    /// The dense update `scale · B · A`, `[out, in]`, in Hugging Face row order.
+    pub fn delta(&self) -> Vec<f32> {
+        let (out, inp, r) = (self.b.shape[0], self.a.shape[1], self.rank);
+        let mut d = vec![0f32; out * inp];
+        for o in 0..out {
+            let row = &mut d[o * inp..(o + 1) * inp];
+            for k in 0..r {
+                let coef = self.b.data[o * r + k] as f64 * self.scale;
+                let a_row = &self.a.data[k * inp..(k + 1) * inp];
+                for (x, &a) in row.iter_mut().zip(a_row) {
+                    *x += (coef * a as f64) as f32;
+                }
+            }
+        }
+        d
+    }
+}
+
+/// Checks `adapter` against a base with `config` and lists its adapted projections. Every
+/// tensor must belong to a targeted projection of the base with the configured rank and the
+/// base's shape, every targeted projection must have both matrices, and all values must be
+/// finite; anything else is an [`Error::Adapter`] or [`Error::UnsupportedAdapterFeature`].
+pub fn validated_modules<'a>(
+    name: &str,
+    adapter: &'a PeftAdapter,
+    config: &ModelConfig,
+) -> Result<Vec<ModuleLora<'a>>> {
+    adapter.config.check_supported(name)?;
+    let selector = adapter.config.selector(name)?;
+    let bad = |reason: String| Error::adapter(name, reason);
+    let mut found: BTreeMap<(usize, Projection), [Option<&DenseTensor>; 2]> = BTreeMap::new();
+    for (key, tensor) in &adapter.tensors {
+        let (layer, p, matrix) = parse_key(name, key, config)?;
+        let path = p.hf_path(layer);
+        if !selector.targets(&path, layer) {
+            return Err(bad(format!(
+                "tensor {key} adapts {path}, which target_modules/layers_to_transform do not select"
+            )));
+        }
+        found.entry((layer, p)).or_default()[matrix] = Some(tensor);
+    }
+    let mut modules = Vec::new();
+    for layer in 0..config.n_layers {
+        for p in Projection::ALL {
+            let path = p.hf_path(layer);
+            if !selector.targets(&path, layer) {
+                continue;
+            }
+            let pair = found.get(&(layer, p));
+            let (Some(a), Some(b)) = (pair.and_then(|m| m[0]), pair.and_then(|m| m[1])) else {
+                return Err(bad(format!(
+                    "{path} is targeted but lora_A and lora_B are not both present"
+                )));
+            };
+            let (out, inp) = p.shape(config);
+            let r = selector.rank(&path);
+            if a.shape != [r, inp] || b.shape != [out, r] {
+                return Err(bad(format!(
+                    "{path}: lora_A {:?} and lora_B {:?} do not fit rank {r} and the base's [{out}, {inp}] (expected A [{r}, {inp}], B [{out}, {r}])",
+                    a.shape, b.shape
+                )));
+            }
+            for (m, t) in [("lora_A", a), ("lora_B", b)] {
+                if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(format!(
+                        "{path}.{m} holds a non-finite value at index {i}"
+                    )));
+                }
+            }
+            modules.push(ModuleLora {
+                layer,
+                projection: p,
+                a,
+                b,
+                rank: r,
+                scale: selector.scale(&path),
+            });
+        }
+    }
+    if modules.is_empty() {
+        return Err(bad("no projection of the base model is adapted".into()));
+    }
+    Ok(modules)
+}
+
+fn build_pair(m: &ModuleLora<'_>, config: &ModelConfig, device: &Device) -> Result<LoraPair> {
+    let (out, inp) = m.projection.shape(config);
+    let r = m.rank;
+    let b_rows = match m.projection.permuted_heads(config) {
+        Some(heads) => rows_halves_to_pairs(&m.b.data, heads, r),
+        None => m.b.data.clone(),
+    };
+    let a_t = Tensor::from_vec(m.a.data.clone(), (r, inp), device)?
+        .t()?
+        .contiguous()?;
+    let b_t_scaled = (Tensor::from_vec(b_rows, (out, r), device)?
+        .t()?
+        .contiguous()?
+        * m.scale)?;
+    Ok(LoraPair {
+        a_t,
+        b_t_scaled,
+        rank: r,
+        scale: m.scale,
+    })
+}
+
+/// Splits a PEFT key into layer, projection and matrix (0 = A, 1 = B), naming what is wrong.
+fn parse_key(name: &str, key: &str, config: &ModelConfig) -> Result<(usize, Projection, usize)> {
+    let unsupported = |feature: String| Error::UnsupportedAdapterFeature {
+        adapter: name.to_string(),
+        feature,
+    };
+    let bad = |reason: String| Error::adapter(name, reason);
+    if key.contains("lora_embedding_") || key.contains("embed_tokens") {
+        return Err(unsupported(format!("LoRA on the embedding ({key})")));
+    }
+    if key.contains("lora_magnitude_vector") {
+        return Err(unsupported(format!("DoRA magnitudes ({key})")));
+    }
+    if key.contains("lm_head") {
+        return Err(unsupported(format!("LoRA on lm_head ({key})")));
+    }
+    let rest = key
+        .strip_prefix(KEY_PREFIX)
+        .ok_or_else(|| bad(format!("tensor {key} does not start with {KEY_PREFIX}")))?;
+    let (path, matrix) = if let Some(p) = rest.strip_suffix(".lora_A.weight") {
+        (p, 0)
+    } else if let Some(p) = rest.strip_suffix(".lora_B.weight") {
+        (p, 1)
+    } else if rest.ends_with(".lora_B.bias") {
+        return Err(unsupported(format!("lora_bias ({key})")));
+    } else {
+        return Err(bad(format!("tensor {key} is not a lora_A/lora_B weight")));
+    };
+    let parsed = path
+        .strip_prefix("model.layers.")
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(l, module)| {
+            let layer: usize = l.parse().ok()?;
+            let (_, m) = module.split_once('.')?;
+            let p = Projection::from_hf_module(m)?;
+            (p.hf_path(layer) == path).then_some((layer, p))
+        });
+    match parsed {
+        Some((layer, p)) if layer < config.n_layers => Ok((layer, p, matrix)),
+        Some((layer, _)) => Err(bad(format!(
+            "tensor {key} is for layer {layer} but the base model has {} layers",
+            config.n_layers
+        ))),
+        None => Err(bad(format!(
+            "tensor {key} adapts `{path}`, which is not a projection of the base model"
+        ))),
+    }
+}

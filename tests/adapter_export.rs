@@ -1,0 +1,193 @@
+//! Export for llama.cpp: a merged GGUF model gives the logits of base + adapter at run time,
+//! and a GGUF LoRA adapter file holds exactly the update (B·A scaled as llama.cpp scales it).
+//! The same files are checked against llama.cpp itself by `scripts/check_gguf_export.py`.
+
+mod common;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::Device;
+use common::{tiny_model, SAMPLE_TRANSCRIPT};
+use debias_guard::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
+use debias_guard::export::{write_gguf_adapter, write_merged_gguf};
+use debias_guard::gguf::{GgufFile, MetadataExt};
+use debias_guard::model::Projection;
+use debias_guard::tiny::TinySpec;
+use debias_guard::weights::{DenseCheckpoint, DenseTensor};
+use debias_guard::{Engine, EngineOptions};
+use std::path::Path;
+
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i as u64 + 1) * (seed * 2 + 1) * 2654435761) % 1000) as f32 / 2500.0 - 0.2)
+        .collect()
+}
+
+fn adapter_for(base: &Path, config: PeftConfig) -> PeftAdapter {
+    let dense = DenseCheckpoint::load(base).unwrap();
+    let selector = config.selector("x").unwrap();
+    let mut tensors = std::collections::BTreeMap::new();
+    for layer in 0..dense.config.n_layers {
+        for p in Projection::ALL {
+            let path = p.hf_path(layer);
+            if selector.targets(&path, layer) {
+                let (out, inp) = p.shape(&dense.config);
+                let r = selector.rank(&path);
+                let seed = (layer * 7 + p as usize) as u64;
+                tensors.insert(
+                    PeftAdapter::key(&path, LoraMatrix::A),
+                    DenseTensor {
+                        shape: vec![r, inp],
+                        data: values(seed, r * inp),
+                    },
+                );
+                tensors.insert(
+                    PeftAdapter::key(&path, LoraMatrix::B),
+                    DenseTensor {
+                        shape: vec![out, r],
+                        data: values(seed + 50, out * r),
+                    },
+                );
+            }
+        }
+    }
+    PeftAdapter { config, tensors }
+}
+
+fn opts() -> EngineOptions {
+    EngineOptions {
+        threads: 2,
+        ..Default::default()
+    }
+}
+
+fn last_logits(engine: &Engine) -> Vec<Vec<f32>> {
+    let tokens = engine.tokenize(SAMPLE_TRANSCRIPT).unwrap();
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    engine.logits(&tokens, &positions).unwrap()
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn all_modules() -> PeftConfig {
+    let mut c = PeftConfig::lora(
+        4,
+        8.0,
+        &[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+    );
+    c.use_rslora = true;
+    c.rank_pattern.insert("down_proj".into(), 2);
+    c.alpha_pattern.insert("k_proj".into(), 3.0);
+    c
+}
+
+#[test]
+fn merged_gguf_matches_runtime_adapter() {
+    for arch in ["llama", "qwen2"] {
+        let spec = TinySpec {
+            architecture: arch.into(),
+            ..TinySpec::default()
+        };
+        let base = tiny_model(&format!("export-merge-{arch}"), &spec);
+        let adapter = adapter_for(&base, all_modules());
+        let merged = base.with_file_name("merged.gguf");
+        write_merged_gguf(
+            &merged,
+            &GgufFile::open(&base).unwrap(),
+            &adapter,
+            "x",
+            GgmlDType::F32,
+        )
+        .unwrap();
+        let engine = Engine::open(&base, &opts()).unwrap();
+        engine.add_adapter("x", &adapter).unwrap();
+        let runtime = last_logits(&engine.with_adapter(Some("x")).unwrap());
+        let merged_logits = last_logits(&Engine::open(&merged, &opts()).unwrap());
+        let d = max_diff(&runtime, &merged_logits);
+        assert!(d < 1e-4, "{arch}: merged GGUF vs runtime adapter: {d}");
+        assert!(
+            max_diff(&runtime, &last_logits(&engine)) > 1e-2,
+            "{arch}: adapter moves logits"
+        );
+    }
+}
+
+#[test]
+fn gguf_adapter_holds_the_update_as_llama_cpp_applies_it() {
+    let base = tiny_model("export-adapter", &TinySpec::default());
+    let adapter = adapter_for(&base, all_modules());
+    let config = DenseCheckpoint::load(&base).unwrap().config;
+    let out = base.with_file_name("adapter.gguf");
+    write_gguf_adapter(&out, &adapter, "x", &config).unwrap();
+    let file = GgufFile::open(&out).unwrap();
+    assert_eq!(file.metadata.req_str("general.type").unwrap(), "adapter");
+    assert_eq!(file.metadata.req_str("adapter.type").unwrap(), "lora");
+    assert_eq!(
+        file.metadata.req_str("general.architecture").unwrap(),
+        "llama"
+    );
+    let alpha = file
+        .metadata
+        .opt_f64("adapter.lora.alpha")
+        .unwrap()
+        .unwrap();
+    // Rebuild W + (alpha / r) · B · A from the file for every projection and compare with the
+    // merged GGUF (both in llama.cpp's row order).
+    let merged = base.with_file_name("merged-ref.gguf");
+    write_merged_gguf(
+        &merged,
+        &GgufFile::open(&base).unwrap(),
+        &adapter,
+        "x",
+        GgmlDType::F32,
+    )
+    .unwrap();
+    let merged = GgufFile::open(&merged).unwrap();
+    let base_file = GgufFile::open(&base).unwrap();
+    let read = |f: &GgufFile, n: &str| {
+        let t = f
+            .qtensor(n, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
+        (
+            t.dims().to_vec(),
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        )
+    };
+    let mut checked = 0;
+    for layer in 0..config.n_layers {
+        for p in Projection::ALL {
+            let stem = format!("blk.{layer}.{}.weight", p.gguf_stem());
+            let (a_dims, a) = read(&file, &format!("{stem}.lora_a"));
+            let (b_dims, b) = read(&file, &format!("{stem}.lora_b"));
+            let (r, inp, out) = (a_dims[0], a_dims[1], b_dims[0]);
+            assert_eq!(b_dims[1], r);
+            let (_, w) = read(&base_file, &stem);
+            let (_, want) = read(&merged, &stem);
+            let scale = alpha as f32 / r as f32;
+            for o in 0..out {
+                for i in 0..inp {
+                    let d: f32 = (0..r).map(|k| b[o * r + k] * a[k * inp + i]).sum();
+                    let got = w[o * inp + i] + scale * d;
+                    assert!((got - want[o * inp + i]).abs() < 1e-5, "{stem}[{o},{i}]");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 14);
+}
