@@ -725,8 +725,8 @@ pub fn fixture_bases() -> Vec<FixtureBase> {
     ]
 }
 
-/// The adapters compared against peft: plain, rsLoRA, rank/alpha patterns, a regex
-/// `target_modules`, `layers_to_transform`, and a plain adapter on the bf16 base.
+/// The adapters compared against peft: plain, rsLoRA, rank/alpha patterns, overlapping pattern
+/// keys, a regex `target_modules`, `layers_to_transform`, and a plain adapter on the bf16 base.
 pub fn fixture_adapters() -> Vec<FixtureAdapter> {
     let names = |list: &[&str]| TargetModules::Names(list.iter().map(|s| s.to_string()).collect());
     let all = [
@@ -774,6 +774,25 @@ pub fn fixture_adapters() -> Vec<FixtureAdapter> {
                     (r"layers\.1\.mlp\..*".to_string(), 24.0),
                 ]),
                 seed: 23,
+                ..LoraSpec::default()
+            },
+        },
+        // Two rank/alpha keys match layer 0's k_proj: peft takes the first key in file order
+        // (written sorted, as peft's own save_pretrained does), not the longest one.
+        FixtureAdapter {
+            name: "pattern_order",
+            base: "llama_f32",
+            lora: LoraSpec {
+                target_modules: names(&["q_proj", "k_proj"]),
+                rank_pattern: BTreeMap::from([
+                    ("k_proj".to_string(), 2),
+                    ("model.layers.0.self_attn.k_proj".to_string(), 6),
+                ]),
+                alpha_pattern: BTreeMap::from([
+                    ("k_proj".to_string(), 4.0),
+                    ("model.layers.0.self_attn.k_proj".to_string(), 16.0),
+                ]),
+                seed: 27,
                 ..LoraSpec::default()
             },
         },
