@@ -172,3 +172,56 @@ fn padded_batch_scores_equal_single_sequences_and_the_library() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Packing sequences that share a prompt into one row (prefix once, one branch per response)
+/// scores each exactly as one row per sequence does, with an adapter active.
+#[test]
+fn packed_rows_score_like_separate_rows() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let dir = scratch_dir("packed");
+    let path = tiny_model(&dir, "llama", false);
+    let engine = engine(&path);
+    let config = engine.config().clone();
+    let device = Device::flex();
+    let model = decoder(&path, &device);
+    let tok = engine.tokenizer();
+    let prompt = "TEACHER: Compare two thirds and three fifths.\nSTUDENT: Two thirds is bigger.\n";
+    let seqs = [
+        ScoredSequence::from_texts(tok, prompt, "The reasoning is clear. Rating: 6").unwrap(),
+        ScoredSequence::from_texts(tok, prompt, "The reasoning is thin. Rating: 3").unwrap(),
+        ScoredSequence::from_texts(tok, prompt, "Rating: 4").unwrap(),
+        ScoredSequence::from_texts(tok, "TEACHER: Rate the dialogue.\n", "Rating: 5").unwrap(),
+    ];
+    let mut rng = StdRng::seed_from_u64(9);
+    let lora = LoraConfig {
+        rank: 4,
+        ..LoraConfig::default()
+    };
+    let adapter = LoraAdapter::from_values(&lora, &config, &device, |_, _, (out, inp)| {
+        let a = (0..4 * inp).map(|_| rng.random_range(-0.3..0.3)).collect();
+        let b = (0..out * 4).map(|_| rng.random_range(-0.3..0.3)).collect();
+        Ok((a, b))
+    })
+    .unwrap();
+    let separate = sequence_logprobs(
+        &model,
+        &TokenBatch::new(&seqs, &config).unwrap(),
+        Some(&adapter),
+    )
+    .unwrap();
+    let packed_batch = TokenBatch::packed(&[&seqs[..3], &seqs[3..]], &config).unwrap();
+    assert_eq!(packed_batch.batch_size(), 2);
+    assert_eq!(packed_batch.sequence_count(), 4);
+    let longest = seqs.iter().map(|s| s.tokens().len()).max().unwrap();
+    assert!(
+        packed_batch.padded_len() < 2 * longest,
+        "the shared prompt is stored once"
+    );
+    let packed = sequence_logprobs(&model, &packed_batch, Some(&adapter)).unwrap();
+    assert_eq!(packed.count, separate.count);
+    let (a, b) = (values(separate.sum), values(packed.sum));
+    let diff = max_abs_diff(&a, &b);
+    assert!(diff < 1e-4, "separate {a:?} vs packed {b:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,7 +63,8 @@ fn peak_rss_mib() -> u64 {
 }
 
 /// Times one forward + backward of a 400-token sequence (100 response tokens) with a rank-16
-/// adapter on every projection, and one reference (adapter-off) forward.
+/// adapter on every projection, one reference (adapter-off) forward, and a DPO pair as two rows
+/// versus one packed row.
 #[test]
 #[ignore = "timing on the real model; run in release"]
 fn smollm2_forward_backward_timing() {
@@ -101,5 +102,34 @@ fn smollm2_forward_backward_timing() {
             "round {round}: forward {forward:.2} s, forward+backward {total:.2} s, reference forward {reference:.2} s, peak RSS {} MiB",
             peak_rss_mib()
         );
+    }
+
+    // A DPO pair: one 300-token prompt, two 100-token responses; one row each vs packed.
+    let prompt = &batch.tokens()[..300];
+    let pair: Vec<ScoredSequence> = [7usize, 11]
+        .iter()
+        .map(|&shift| {
+            let mut t = prompt.to_vec();
+            t.extend(batch.tokens()[shift..shift + 100].iter());
+            ScoredSequence::new(t, 300).unwrap()
+        })
+        .collect();
+    let separate = TokenBatch::new(&pair, &config).unwrap();
+    let packed = TokenBatch::packed(&[&pair], &config).unwrap();
+    for (name, b) in [("separate rows", &separate), ("packed row", &packed)] {
+        for _ in 0..2 {
+            let t = Instant::now();
+            let loss = sequence_logprobs(&model, b, Some(&adapter))
+                .unwrap()
+                .sum
+                .neg()
+                .sum();
+            let _grads = loss.backward();
+            eprintln!(
+                "pair, {name} ({} cells): forward+backward {:.2} s",
+                b.batch_size() * b.padded_len(),
+                t.elapsed().as_secs_f64()
+            );
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! Token sequences to score and their batched, right-padded form.
 //!
-//! Each sequence is `prompt ++ response`; only response tokens are scored. Sequences of a batch
-//! are padded on the right to the longest one. Under the causal mask a real token never sees a
-//! later position, so right padding needs no attention mask of its own: padded positions are
-//! simply never read (they only cost compute).
+//! Each sequence is `prompt ++ response`; only response tokens are scored. Rows of a batch are
+//! padded on the right to the longest one; a real token never attends to a later cell, so
+//! padding never changes a real token's result (padded cells are computed but never read).
 
 use crate::error::{Error, Result};
 use debias_guard::model::ModelConfig;
@@ -48,11 +47,7 @@ impl ScoredSequence {
         }
         let prompt_ids = tokenizer.encode(prompt)?;
         let full = tokenizer.encode(&format!("{prompt}{response}"))?;
-        let common = prompt_ids
-            .iter()
-            .zip(&full)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = common_prefix(&prompt_ids, &full);
         if common == 0 {
             return Err(Error::Model(
                 "the prompt shares no leading token with prompt + response".into(),
@@ -82,66 +77,134 @@ impl ScoredSequence {
     }
 }
 
-/// Sequences padded into one `[batch, len]` grid, with the rows the scorer reads.
+/// Sequences laid out in a `[rows, len]` grid, with the rows the scorer reads.
+///
+/// [`TokenBatch::new`] puts one sequence per row. [`TokenBatch::packed`] puts a group of
+/// sequences that share a beginning (chosen and rejected answers to one prompt) in one row: the
+/// shared prefix once, then each sequence's remainder as a branch that sees the prefix and itself
+/// but not the other branches, at the positions it would have alone. Scores are the same either
+/// way; packing computes the prefix once.
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
     tokens: Vec<u32>,
-    batch: usize,
+    /// Position id of every grid cell (RoPE).
+    positions: Vec<usize>,
+    /// Branch of every grid cell: 0 for a shared prefix, `k + 1` for the k-th branch of its
+    /// row, [`PAD_BRANCH`] for padding.
+    branches: Vec<u32>,
+    rows: usize,
     len: usize,
-    lengths: Vec<usize>,
-    /// Flat index `b * len + p` of each position whose next-token distribution is scored.
+    /// Flat index `row * len + p` of each position whose next-token distribution is scored.
     predict_rows: Vec<usize>,
     /// The token each of `predict_rows` must predict.
     targets: Vec<u32>,
     /// Which sequence each of `predict_rows` belongs to.
     owners: Vec<usize>,
+    sequences: usize,
+}
+
+/// Branch id of padded cells (they see the prefix and earlier padding, and nobody sees them).
+const PAD_BRANCH: u32 = u32::MAX;
+
+/// One row under construction.
+struct Row {
+    tokens: Vec<u32>,
+    positions: Vec<usize>,
+    branches: Vec<u32>,
 }
 
 impl TokenBatch {
-    /// Pads `sequences` for `config`'s model, checking token ids and lengths against it.
+    /// One sequence per row, padded on the right; token ids and positions are checked against
+    /// `config`.
     pub fn new(sequences: &[ScoredSequence], config: &ModelConfig) -> Result<Self> {
-        if sequences.is_empty() {
-            return Err(Error::Model("a batch needs at least one sequence".into()));
+        let groups: Vec<&[ScoredSequence]> = sequences.chunks(1).collect();
+        Self::packed(&groups, config)
+    }
+
+    /// One row per group: the group's longest common token prefix once, then each sequence's
+    /// remaining tokens as a branch. Sequences are numbered in order across groups (the score
+    /// of `groups[0][1]` is entry 1, …).
+    pub fn packed(groups: &[&[ScoredSequence]], config: &ModelConfig) -> Result<Self> {
+        if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+            return Err(Error::Model(
+                "a batch needs at least one sequence in every row".into(),
+            ));
         }
-        let len = sequences.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
-        if len > config.context_length {
-            return Err(Error::Model(format!(
-                "a sequence of {len} tokens exceeds the model's context of {}",
-                config.context_length
-            )));
-        }
-        let mut tokens = Vec::with_capacity(sequences.len() * len);
-        let mut predict_rows = Vec::new();
-        let mut targets = Vec::new();
-        let mut owners = Vec::new();
-        for (b, seq) in sequences.iter().enumerate() {
-            if let Some(&bad) = seq
-                .tokens
+        let mut rows = Vec::with_capacity(groups.len());
+        let mut reads: Vec<(usize, usize, u32, usize)> = Vec::new(); // (row, cell, target, owner)
+        let mut owner = 0;
+        for (r, group) in groups.iter().enumerate() {
+            for seq in group.iter() {
+                check_sequence(owner, seq, config)?;
+                owner += 1;
+            }
+            let shared = group
                 .iter()
-                .find(|&&t| t as usize >= config.vocab_size)
-            {
-                return Err(Error::Model(format!(
-                    "sequence {b}: token id {bad} is outside the vocabulary of {}",
-                    config.vocab_size
-                )));
+                .map(|s| common_prefix(&group[0].tokens, &s.tokens))
+                .min()
+                .unwrap_or(0);
+            // With one sequence the whole of it is the prefix; otherwise keep at least one token
+            // in each branch so every branch has a cell of its own.
+            let shared = if group.len() == 1 {
+                shared
+            } else {
+                group
+                    .iter()
+                    .map(|s| s.tokens.len() - 1)
+                    .fold(shared, usize::min)
+            };
+            let mut row = Row {
+                tokens: group[0].tokens[..shared].to_vec(),
+                positions: (0..shared).collect(),
+                branches: vec![0; shared],
+            };
+            let first_owner = owner - group.len();
+            for (k, seq) in group.iter().enumerate() {
+                let branch_start = row.tokens.len();
+                row.tokens.extend_from_slice(&seq.tokens[shared..]);
+                row.positions.extend(shared..seq.tokens.len());
+                row.branches
+                    .extend(std::iter::repeat_n(k as u32 + 1, seq.tokens.len() - shared));
+                // Cell holding the sequence's token at position p.
+                let cell = |p: usize| {
+                    if p < shared {
+                        p
+                    } else {
+                        branch_start + p - shared
+                    }
+                };
+                for p in seq.response_start..seq.tokens.len() {
+                    reads.push((r, cell(p - 1), seq.tokens[p], first_owner + k));
+                }
             }
-            tokens.extend_from_slice(&seq.tokens);
-            tokens.resize((b + 1) * len, PAD_TOKEN);
-            for p in seq.response_start..seq.tokens.len() {
-                predict_rows.push(b * len + p - 1);
-                targets.push(seq.tokens[p]);
-                owners.push(b);
-            }
+            rows.push(row);
         }
-        Ok(Self {
-            tokens,
-            batch: sequences.len(),
+        let len = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+        let mut batch = Self {
+            tokens: Vec::with_capacity(rows.len() * len),
+            positions: Vec::with_capacity(rows.len() * len),
+            branches: Vec::with_capacity(rows.len() * len),
+            rows: rows.len(),
             len,
-            lengths: sequences.iter().map(|s| s.tokens.len()).collect(),
-            predict_rows,
-            targets,
-            owners,
-        })
+            predict_rows: reads.iter().map(|&(r, c, _, _)| r * len + c).collect(),
+            targets: reads.iter().map(|&(_, _, t, _)| t).collect(),
+            owners: reads.iter().map(|&(_, _, _, o)| o).collect(),
+            sequences: owner,
+        };
+        for row in rows {
+            let pad = len - row.tokens.len();
+            let next = row.positions.iter().max().map_or(0, |p| p + 1);
+            batch.tokens.extend(row.tokens);
+            batch.tokens.extend(std::iter::repeat_n(PAD_TOKEN, pad));
+            batch.positions.extend(row.positions);
+            // Padding continues the positions (capped inside the context; never read).
+            batch
+                .positions
+                .extend((0..pad).map(|i| (next + i).min(config.context_length - 1)));
+            batch.branches.extend(row.branches);
+            batch.branches.extend(std::iter::repeat_n(PAD_BRANCH, pad));
+        }
+        Ok(batch)
     }
 
     /// A batch that scores every position of one sequence but the last (for whole-sequence
@@ -155,27 +218,43 @@ impl TokenBatch {
         Self::new(&[ScoredSequence::new(tokens.to_vec(), 1)?], config)
     }
 
-    /// Number of sequences.
+    /// Number of rows of the grid (sequences, or groups when packed).
     pub fn batch_size(&self) -> usize {
-        self.batch
+        self.rows
     }
 
-    /// Padded length (longest sequence).
+    /// Number of sequences scored (entries of the per-sequence results).
+    pub fn sequence_count(&self) -> usize {
+        self.sequences
+    }
+
+    /// Row length (longest row).
     pub fn padded_len(&self) -> usize {
         self.len
     }
 
-    /// Real (unpadded) length of each sequence.
-    pub fn lengths(&self) -> &[usize] {
-        &self.lengths
-    }
-
-    /// Padded token grid, row-major `[batch, padded_len]`.
+    /// Token grid, row-major `[rows, padded_len]`.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
 
-    /// Flat `b * padded_len + p` index of each position whose next token is scored, sequence
+    /// Position id of every cell, row-major `[rows, padded_len]`.
+    pub fn positions(&self) -> &[usize] {
+        &self.positions
+    }
+
+    /// Whether, in `row`, the token in cell `query` attends to the token in cell `key`: keys
+    /// at or before the query that are in the shared prefix or in the query's own branch.
+    pub fn sees(&self, row: usize, query: usize, key: usize) -> bool {
+        if key > query {
+            return false;
+        }
+        let base = row * self.len;
+        let (qb, kb) = (self.branches[base + query], self.branches[base + key]);
+        kb == 0 || kb == qb
+    }
+
+    /// Flat `row * padded_len + cell` index of each cell whose next token is scored, sequence
     /// by sequence.
     pub fn predict_rows(&self) -> &[usize] {
         &self.predict_rows
@@ -193,10 +272,37 @@ impl TokenBatch {
 
     /// Number of scored tokens of each sequence.
     pub fn response_counts(&self) -> Vec<usize> {
-        let mut counts = vec![0; self.batch];
+        let mut counts = vec![0; self.sequences];
         for &o in &self.owners {
             counts[o] += 1;
         }
         counts
     }
+}
+
+/// Checks one sequence's token ids and length against the model.
+fn check_sequence(index: usize, seq: &ScoredSequence, config: &ModelConfig) -> Result<()> {
+    if seq.tokens.len() > config.context_length {
+        return Err(Error::Model(format!(
+            "sequence {index}: {} tokens exceed the model's context of {}",
+            seq.tokens.len(),
+            config.context_length
+        )));
+    }
+    if let Some(&bad) = seq
+        .tokens
+        .iter()
+        .find(|&&t| t as usize >= config.vocab_size)
+    {
+        return Err(Error::Model(format!(
+            "sequence {index}: token id {bad} is outside the vocabulary of {}",
+            config.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// Length of the longest common prefix of two token lists.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

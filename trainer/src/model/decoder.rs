@@ -169,9 +169,9 @@ impl Decoder {
         let ids: Vec<i64> = batch.tokens().iter().map(|&t| t as i64).collect();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * s]), &self.device);
         let mut x = self.embed.clone().select(0, ids);
-        let (cos, sin) = rope::tables(&self.rope_inv_freq, s, &self.device);
+        let (cos, sin) = rope::tables(&self.rope_inv_freq, batch.positions(), b, &self.device);
         let groups = self.config.n_heads / self.config.n_kv_heads;
-        let mask = causal_mask(s, groups, &self.device);
+        let mask = attention_mask(batch, groups, &self.device);
         let ctx = Context {
             config: &self.config,
             batch: b,
@@ -212,10 +212,13 @@ impl Decoder {
     }
 
     fn check_batch(&self, batch: &TokenBatch) -> Result<()> {
-        if batch.padded_len() > self.config.context_length {
+        if let Some(&far) = batch
+            .positions()
+            .iter()
+            .find(|&&p| p >= self.config.context_length)
+        {
             return Err(Error::Model(format!(
-                "{} tokens exceed the model's context of {}",
-                batch.padded_len(),
+                "position {far} is beyond the model's context of {}",
                 self.config.context_length
             )));
         }
@@ -286,7 +289,7 @@ struct Context<'a> {
     len: usize,
     cos: Tensor<4>,
     sin: Tensor<4>,
-    /// Additive causal mask `[1, 1, groups · len, len]` (query heads of a group stacked).
+    /// Additive mask `[batch, 1, groups · len, len]` (query heads of a group stacked).
     mask: Tensor<4>,
 }
 
@@ -349,15 +352,27 @@ fn rms_norm(x: Tensor<2>, weight: &Tensor<2>, eps: f64) -> Tensor<2> {
     x * inv * weight.clone()
 }
 
-/// Additive mask `[1, 1, groups · len, len]`: row `g · len + i` sees columns `0..=i`.
-fn causal_mask(len: usize, groups: usize, device: &Device) -> Tensor<4> {
-    let mut data = Vec::with_capacity(groups * len * len);
-    for _ in 0..groups {
+/// Additive mask `[batch, 1, groups · len, len]`: query `g · len + i` of a row sees the keys
+/// [`TokenBatch::sees`] allows (causal within its branch and the shared prefix).
+fn attention_mask(batch: &TokenBatch, groups: usize, device: &Device) -> Tensor<4> {
+    let (b, len) = (batch.batch_size(), batch.padded_len());
+    let mut data = Vec::with_capacity(b * groups * len * len);
+    for row in 0..b {
+        let start = data.len();
         for i in 0..len {
-            data.extend((0..len).map(|j| if j > i { f32::NEG_INFINITY } else { 0.0 }));
+            data.extend((0..len).map(|j| {
+                if batch.sees(row, i, j) {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
+        }
+        for _ in 1..groups {
+            data.extend_from_within(start..start + len * len);
         }
     }
-    Tensor::<4>::from_data(TensorData::new(data, [1, 1, groups * len, len]), device)
+    Tensor::<4>::from_data(TensorData::new(data, [b, 1, groups * len, len]), device)
 }
 
 /// Hands out checked tensors by name.

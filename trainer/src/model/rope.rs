@@ -3,12 +3,19 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// Cos and sin tables `[1, 1, len, head_dim/2]` for positions `0..len`.
-pub(crate) fn tables(inv_freq: &[f32], len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+/// Cos and sin tables `[rows, 1, len, head_dim/2]` for `positions` (`rows · len` of them,
+/// row-major).
+pub(crate) fn tables(
+    inv_freq: &[f32],
+    positions: &[usize],
+    rows: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
     let half = inv_freq.len();
-    let mut cos = Vec::with_capacity(len * half);
-    let mut sin = Vec::with_capacity(len * half);
-    for pos in 0..len {
+    let len = positions.len() / rows.max(1);
+    let mut cos = Vec::with_capacity(positions.len() * half);
+    let mut sin = Vec::with_capacity(positions.len() * half);
+    for &pos in positions {
         for &f in inv_freq {
             // The angle is formed in f64, as the library does, before rounding to f32.
             let angle = pos as f64 * f as f64;
@@ -16,7 +23,8 @@ pub(crate) fn tables(inv_freq: &[f32], len: usize, device: &Device) -> (Tensor<4
             sin.push(angle.sin() as f32);
         }
     }
-    let make = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, half]), device);
+    let make =
+        |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [rows, 1, len, half]), device);
     (make(cos), make(sin))
 }
 

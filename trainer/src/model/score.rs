@@ -78,7 +78,7 @@ pub fn token_logprobs(
     Ok(TokenLogProbs {
         values,
         owners: batch.owners().to_vec(),
-        batch: batch.batch_size(),
+        batch: batch.sequence_count(),
     })
 }
 
