@@ -30,7 +30,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use engine::{
-    Engine, EngineOptions, FinishReason, GenerateOptions, Generation, LabelPrompt,
+    AdapterDelta, Engine, EngineOptions, FinishReason, GenerateOptions, Generation, LabelPrompt,
     ScoreDistribution,
 };
 pub use error::{Error, Result};

@@ -121,3 +121,28 @@ fn broken_directories_give_typed_errors() {
     let err = Engine::open(&dir3, &options()).unwrap_err();
     assert!(matches!(err, Error::ModelFile { .. }), "{err}");
 }
+
+#[test]
+fn directory_quantized_at_load_stays_close_to_f32() {
+    let gguf = tiny_model("hf-quantize", &TinySpec::default());
+    let dir = as_hf_dir("hf-quantize", &gguf, StoreDtype::F32, 1);
+    let f32_engine = Engine::open(&dir, &options()).unwrap();
+    let q8 = Engine::open(
+        &dir,
+        &EngineOptions {
+            threads: 2,
+            weight_format: debias_guard::model::WeightFormat::Quantize(
+                candle_core::quantized::GgmlDType::Q8_0,
+            ),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let tokens = f32_engine.tokenize(SAMPLE_TRANSCRIPT).unwrap();
+    let last = [tokens.len() - 1];
+    let diff = max_diff(
+        &f32_engine.logits(&tokens, &last).unwrap(),
+        &q8.logits(&tokens, &last).unwrap(),
+    );
+    assert!(diff > 0.0 && diff < 0.2, "Q8_0 at load: {diff}");
+}

@@ -443,7 +443,8 @@ public:
         std::string n = detail::owned(name, "name");
         std::string d = detail::owned(dir, "dir");
         dg_error_t *err = nullptr;
-        detail::check(dg_model_load_adapter(get(), n.c_str(), d.c_str(), &err), err);
+        const dg_status_t status = dg_model_load_adapter(get(), n.c_str(), d.c_str(), &err);
+        detail::check(status, err);
     }
 
     /// A new handle on the same weights that runs adapter `name` (nullopt = the base model).
@@ -452,7 +453,9 @@ public:
         if (name) n.emplace(detail::owned(*name, "name"));
         dg_model_t *m = nullptr;
         dg_error_t *err = nullptr;
-        detail::check(dg_model_with_adapter(get(), n ? n->c_str() : nullptr, &m, &err), err);
+        const dg_status_t status =
+            dg_model_with_adapter(get(), n ? n->c_str() : nullptr, &m, &err);
+        detail::check(status, err);
         return Model(m);
     }
 

@@ -32,6 +32,8 @@ impl PeftAdapter {
             crate::textio::read_text_file(&config_path, MAX_CONFIG_BYTES, "adapter_config.json")?;
         let config: PeftConfig = serde_json::from_str(&text)
             .map_err(|e| Error::adapter(&name, format!("invalid adapter_config.json: {e}")))?;
+        // Refuse unsupported settings before reading any weights.
+        config.check_supported(&name)?;
         let weights = dir.join("adapter_model.safetensors");
         if !weights.is_file() {
             let reason = if dir.join("adapter_model.bin").is_file() {
