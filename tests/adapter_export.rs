@@ -6,52 +6,16 @@ mod common;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
-use common::{tiny_model, SAMPLE_TRANSCRIPT};
-use debias_guard::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
+use common::{
+    all_projection_modules, max_logit_diff, random_adapter, tiny_model, transcript_logits,
+};
+use debias_guard::adapter::PeftConfig;
 use debias_guard::export::{write_gguf_adapter, write_merged_gguf};
 use debias_guard::gguf::{GgufFile, MetadataExt};
 use debias_guard::model::Projection;
 use debias_guard::tiny::TinySpec;
-use debias_guard::weights::{DenseCheckpoint, DenseTensor};
+use debias_guard::weights::DenseCheckpoint;
 use debias_guard::{Engine, EngineOptions};
-use std::path::Path;
-
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i as u64 + 1) * (seed * 2 + 1) * 2654435761) % 1000) as f32 / 2500.0 - 0.2)
-        .collect()
-}
-
-fn adapter_for(base: &Path, config: PeftConfig) -> PeftAdapter {
-    let dense = DenseCheckpoint::load(base).unwrap();
-    let selector = config.selector("x").unwrap();
-    let mut tensors = std::collections::BTreeMap::new();
-    for layer in 0..dense.config.n_layers {
-        for p in Projection::ALL {
-            let path = p.hf_path(layer);
-            if selector.targets(&path, layer) {
-                let (out, inp) = p.shape(&dense.config);
-                let r = selector.rank(&path);
-                let seed = (layer * 7 + p as usize) as u64;
-                tensors.insert(
-                    PeftAdapter::key(&path, LoraMatrix::A),
-                    DenseTensor {
-                        shape: vec![r, inp],
-                        data: values(seed, r * inp),
-                    },
-                );
-                tensors.insert(
-                    PeftAdapter::key(&path, LoraMatrix::B),
-                    DenseTensor {
-                        shape: vec![out, r],
-                        data: values(seed + 50, out * r),
-                    },
-                );
-            }
-        }
-    }
-    PeftAdapter { config, tensors }
-}
 
 fn opts() -> EngineOptions {
     EngineOptions {
@@ -60,34 +24,8 @@ fn opts() -> EngineOptions {
     }
 }
 
-fn last_logits(engine: &Engine) -> Vec<Vec<f32>> {
-    let tokens = engine.tokenize(SAMPLE_TRANSCRIPT).unwrap();
-    let positions: Vec<usize> = (0..tokens.len()).collect();
-    engine.logits(&tokens, &positions).unwrap()
-}
-
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn all_modules() -> PeftConfig {
-    let mut c = PeftConfig::lora(
-        4,
-        8.0,
-        &[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
-    );
+    let mut c = PeftConfig::lora(4, 8.0, &all_projection_modules());
     c.use_rslora = true;
     c.rank_pattern.insert("down_proj".into(), 2);
     c.alpha_pattern.insert("k_proj".into(), 3.0);
@@ -102,7 +40,7 @@ fn merged_gguf_matches_runtime_adapter() {
             ..TinySpec::default()
         };
         let base = tiny_model(&format!("export-merge-{arch}"), &spec);
-        let adapter = adapter_for(&base, all_modules());
+        let adapter = random_adapter(&base, all_modules(), 5);
         let merged = base.with_file_name("merged.gguf");
         write_merged_gguf(
             &merged,
@@ -114,12 +52,12 @@ fn merged_gguf_matches_runtime_adapter() {
         .unwrap();
         let engine = Engine::open(&base, &opts()).unwrap();
         engine.add_adapter("x", &adapter).unwrap();
-        let runtime = last_logits(&engine.with_adapter(Some("x")).unwrap());
-        let merged_logits = last_logits(&Engine::open(&merged, &opts()).unwrap());
-        let d = max_diff(&runtime, &merged_logits);
+        let runtime = transcript_logits(&engine.with_adapter(Some("x")).unwrap());
+        let merged_logits = transcript_logits(&Engine::open(&merged, &opts()).unwrap());
+        let d = max_logit_diff(&runtime, &merged_logits);
         assert!(d < 1e-4, "{arch}: merged GGUF vs runtime adapter: {d}");
         assert!(
-            max_diff(&runtime, &last_logits(&engine)) > 1e-2,
+            max_logit_diff(&runtime, &transcript_logits(&engine)) > 1e-2,
             "{arch}: adapter moves logits"
         );
     }
@@ -128,7 +66,7 @@ fn merged_gguf_matches_runtime_adapter() {
 #[test]
 fn gguf_adapter_holds_the_update_as_llama_cpp_applies_it() {
     let base = tiny_model("export-adapter", &TinySpec::default());
-    let adapter = adapter_for(&base, all_modules());
+    let adapter = random_adapter(&base, all_modules(), 5);
     let config = DenseCheckpoint::load(&base).unwrap().config;
     let out = base.with_file_name("adapter.gguf");
     write_gguf_adapter(&out, &adapter, "x", &config).unwrap();

@@ -6,24 +6,17 @@
 mod common;
 
 use candle_core::quantized::GgmlDType;
-use common::{scratch_dir, tiny_model, SAMPLE_TRANSCRIPT};
+use common::{
+    all_projection_modules, max_logit_diff, random_adapter, scratch_dir, tiny_model,
+    transcript_logits, SAMPLE_TRANSCRIPT,
+};
 use debias_guard::adapter::{merge_into, PeftAdapter, PeftConfig, TargetModules};
 use debias_guard::export::{write_hf_dir, HfWriteOptions};
-use debias_guard::model::{Projection, WeightFormat};
+use debias_guard::model::WeightFormat;
 use debias_guard::tiny::TinySpec;
 use debias_guard::weights::{DenseCheckpoint, DenseTensor};
 use debias_guard::{Engine, EngineOptions, Error};
 use std::path::{Path, PathBuf};
-
-const ALL: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
 
 fn options(format: WeightFormat) -> EngineOptions {
     EngineOptions {
@@ -31,52 +24,6 @@ fn options(format: WeightFormat) -> EngineOptions {
         weight_format: format,
         ..Default::default()
     }
-}
-
-/// Deterministic values in [-scale, scale).
-fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-/// A random adapter with non-zero A and B for every module `config` selects.
-fn random_adapter(base: &Path, config: PeftConfig, seed: u64) -> PeftAdapter {
-    let dense = DenseCheckpoint::load(base).unwrap();
-    let selector = config.selector("t").unwrap();
-    let mut tensors = std::collections::BTreeMap::new();
-    for layer in 0..dense.config.n_layers {
-        for (i, p) in Projection::ALL.into_iter().enumerate() {
-            let path = p.hf_path(layer);
-            if !selector.targets(&path, layer) {
-                continue;
-            }
-            let (out, inp) = p.shape(&dense.config);
-            let r = selector.rank(&path);
-            let s = seed + 100 * layer as u64 + 10 * i as u64;
-            tensors.insert(
-                PeftAdapter::key(&path, debias_guard::adapter::LoraMatrix::A),
-                DenseTensor {
-                    shape: vec![r, inp],
-                    data: values(s, r * inp, 0.2),
-                },
-            );
-            tensors.insert(
-                PeftAdapter::key(&path, debias_guard::adapter::LoraMatrix::B),
-                DenseTensor {
-                    shape: vec![out, r],
-                    data: values(s + 1, out * r, 0.2),
-                },
-            );
-        }
-    }
-    PeftAdapter { config, tensors }
 }
 
 /// The base with `adapter` merged in, written as a Hugging Face directory.
@@ -93,20 +40,6 @@ fn merged_dir(name: &str, base: &Path, adapter: &PeftAdapter) -> PathBuf {
     dir
 }
 
-fn all_logits(engine: &Engine) -> Vec<Vec<f32>> {
-    let tokens = engine.tokenize(SAMPLE_TRANSCRIPT).unwrap();
-    let positions: Vec<usize> = (0..tokens.len()).collect();
-    engine.logits(&tokens, &positions).unwrap()
-}
-
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// Runtime adapter on `spec`'s GGUF vs the merged model, same numerics otherwise.
 fn check_runtime_equals_merged(name: &str, spec: &TinySpec, config: PeftConfig) {
     let base = tiny_model(name, spec);
@@ -120,12 +53,12 @@ fn check_runtime_equals_merged(name: &str, spec: &TinySpec, config: PeftConfig) 
     )
     .unwrap();
     let (a, m, b) = (
-        all_logits(&adapted),
-        all_logits(&merged),
-        all_logits(&engine),
+        transcript_logits(&adapted),
+        transcript_logits(&merged),
+        transcript_logits(&engine),
     );
-    let moved = max_diff(&a, &b);
-    let diff = max_diff(&a, &m);
+    let moved = max_logit_diff(&a, &b);
+    let diff = max_logit_diff(&a, &m);
     assert!(
         moved > 1e-2,
         "{name}: the adapter must change the logits ({moved})"
@@ -139,7 +72,7 @@ fn llama_runtime_path_equals_merged_weights() {
     check_runtime_equals_merged(
         "lora-llama",
         &TinySpec::default(),
-        PeftConfig::lora(4, 8.0, &ALL),
+        PeftConfig::lora(4, 8.0, &all_projection_modules()),
     );
 }
 
@@ -171,7 +104,11 @@ fn layers_to_transform_limits_the_adapter() {
 #[test]
 fn zero_b_adapter_leaves_the_model_unchanged() {
     let base = tiny_model("lora-zero", &TinySpec::default());
-    let mut adapter = random_adapter(&base, PeftConfig::lora(4, 8.0, &ALL), 3);
+    let mut adapter = random_adapter(
+        &base,
+        PeftConfig::lora(4, 8.0, &all_projection_modules()),
+        3,
+    );
     for (k, t) in adapter.tensors.iter_mut() {
         if k.contains("lora_B") {
             t.data.iter_mut().for_each(|v| *v = 0.0);
@@ -179,9 +116,9 @@ fn zero_b_adapter_leaves_the_model_unchanged() {
     }
     let engine = Engine::open(&base, &options(WeightFormat::Auto)).unwrap();
     engine.add_adapter("zero", &adapter).unwrap();
-    let diff = max_diff(
-        &all_logits(&engine),
-        &all_logits(&engine.with_adapter(Some("zero")).unwrap()),
+    let diff = max_logit_diff(
+        &transcript_logits(&engine),
+        &transcript_logits(&engine.with_adapter(Some("zero")).unwrap()),
     );
     assert!(diff < 1e-5, "{diff}");
 }
@@ -193,19 +130,23 @@ fn quantized_base_adapter_matches_merging_into_dequantized_weights() {
         ..TinySpec::default()
     };
     let base = tiny_model("lora-q8", &spec);
-    let adapter = random_adapter(&base, PeftConfig::lora(4, 8.0, &ALL), 5);
+    let adapter = random_adapter(
+        &base,
+        PeftConfig::lora(4, 8.0, &all_projection_modules()),
+        5,
+    );
     // DenseCheckpoint dequantizes, so the merged model holds dequantized weights + ΔW.
     let merged = Engine::open(
         merged_dir("lora-q8", &base, &adapter),
         &options(WeightFormat::DenseF32),
     )
     .unwrap();
-    let merged_logits = all_logits(&merged);
+    let merged_logits = transcript_logits(&merged);
     // Dense (dequantized) base + runtime path: the same math, f32 rounding only.
     let dense = Engine::open(&base, &options(WeightFormat::DenseF32)).unwrap();
     dense.add_adapter("t", &adapter).unwrap();
-    let d = max_diff(
-        &all_logits(&dense.with_adapter(Some("t")).unwrap()),
+    let d = max_logit_diff(
+        &transcript_logits(&dense.with_adapter(Some("t")).unwrap()),
         &merged_logits,
     );
     assert!(d < 1e-4, "dequantized base + low-rank path vs merged: {d}");
@@ -213,9 +154,9 @@ fn quantized_base_adapter_matches_merging_into_dequantized_weights() {
     // we measure on the base model alone.
     let quant = Engine::open(&base, &options(WeightFormat::AsStored)).unwrap();
     quant.add_adapter("t", &adapter).unwrap();
-    let kernel_error = max_diff(&all_logits(&quant), &all_logits(&dense));
-    let d = max_diff(
-        &all_logits(&quant.with_adapter(Some("t")).unwrap()),
+    let kernel_error = max_logit_diff(&transcript_logits(&quant), &transcript_logits(&dense));
+    let d = max_logit_diff(
+        &transcript_logits(&quant.with_adapter(Some("t")).unwrap()),
         &merged_logits,
     );
     assert!(
@@ -227,7 +168,11 @@ fn quantized_base_adapter_matches_merging_into_dequantized_weights() {
 #[test]
 fn adapters_are_chosen_per_handle_and_never_share_kv() {
     let base = tiny_model("lora-many", &TinySpec::default());
-    let a = random_adapter(&base, PeftConfig::lora(4, 8.0, &ALL), 21);
+    let a = random_adapter(
+        &base,
+        PeftConfig::lora(4, 8.0, &all_projection_modules()),
+        21,
+    );
     let b = random_adapter(&base, PeftConfig::lora(2, 2.0, &["q_proj", "v_proj"]), 22);
     let engine = Engine::open(&base, &options(WeightFormat::Auto)).unwrap();
     engine.add_adapter("a", &a).unwrap();
@@ -388,7 +333,7 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
 #[test]
 fn saved_adapters_load_back_exactly() {
     let base = tiny_model("lora-save", &TinySpec::default());
-    let mut config = PeftConfig::lora(4, 8.0, &ALL);
+    let mut config = PeftConfig::lora(4, 8.0, &all_projection_modules());
     config.rank_pattern.insert("down_proj".into(), 2);
     let adapter = random_adapter(&base, config, 41);
     let dir = scratch_dir("lora-save").join("adapter");

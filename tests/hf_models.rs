@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{scratch_dir, tiny_model, SAMPLE_TRANSCRIPT};
+use common::{max_logit_diff, scratch_dir, tiny_model, SAMPLE_TRANSCRIPT};
 use debias_guard::export::{write_hf_dir, HfWriteOptions};
 use debias_guard::hf::StoreDtype;
 use debias_guard::tiny::TinySpec;
@@ -33,14 +33,6 @@ fn as_hf_dir(name: &str, gguf: &Path, dtype: StoreDtype, shards: usize) -> PathB
     dir
 }
 
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn check_same_model(name: &str, spec: &TinySpec) {
     let gguf = tiny_model(name, spec);
     let dir = as_hf_dir(name, &gguf, StoreDtype::F32, 3);
@@ -55,7 +47,7 @@ fn check_same_model(name: &str, spec: &TinySpec) {
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let la = a.logits(&tokens, &positions).unwrap();
     let lb = b.logits(&tokens, &positions).unwrap();
-    let diff = max_diff(&la, &lb);
+    let diff = max_logit_diff(&la, &lb);
     assert!(diff < 1e-4, "{name}: logits differ by {diff}");
     // Loading the directory back as dense weights gives exactly what was written.
     let back = DenseCheckpoint::load(&dir).expect("dense from dir");
@@ -87,7 +79,7 @@ fn bf16_directory_loads_close_to_f32() {
     let tokens = a.tokenize(SAMPLE_TRANSCRIPT).unwrap();
     let la = a.logits(&tokens, &[tokens.len() - 1]).unwrap();
     let lb = b.logits(&tokens, &[tokens.len() - 1]).unwrap();
-    let diff = max_diff(&la, &lb);
+    let diff = max_logit_diff(&la, &lb);
     assert!(
         diff > 0.0 && diff < 0.1,
         "bf16 rounding moves logits a little: {diff}"
@@ -140,7 +132,7 @@ fn directory_quantized_at_load_stays_close_to_f32() {
     .unwrap();
     let tokens = f32_engine.tokenize(SAMPLE_TRANSCRIPT).unwrap();
     let last = [tokens.len() - 1];
-    let diff = max_diff(
+    let diff = max_logit_diff(
         &f32_engine.logits(&tokens, &last).unwrap(),
         &q8.logits(&tokens, &last).unwrap(),
     );

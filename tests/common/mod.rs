@@ -60,3 +60,39 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max)
 }
+
+/// Largest absolute difference between two logit matrices.
+pub fn max_logit_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Logits at every position of the sample transcript.
+pub fn transcript_logits(engine: &Engine) -> Vec<Vec<f32>> {
+    let tokens = engine.tokenize(SAMPLE_TRANSCRIPT).expect("tokenize");
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    engine.logits(&tokens, &positions).expect("logits")
+}
+
+/// PEFT module names of every projection (`q_proj`, …, `down_proj`).
+pub fn all_projection_modules() -> Vec<&'static str> {
+    debias_guard::model::Projection::ALL
+        .iter()
+        .map(|p| p.hf_module())
+        .collect()
+}
+
+/// A random adapter with non-zero A and B for the model at `base`.
+pub fn random_adapter(
+    base: &std::path::Path,
+    config: debias_guard::adapter::PeftConfig,
+    seed: u64,
+) -> debias_guard::adapter::PeftAdapter {
+    let model = debias_guard::weights::DenseCheckpoint::load(base)
+        .expect("dense weights")
+        .config;
+    debias_guard::tiny::tiny_adapter(&model, config, seed).expect("random adapter")
+}
