@@ -130,3 +130,50 @@ fn damaged_adapters_are_typed_errors() {
     assert!(load_peft(&out, &model_config, &device).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An exported adapter, loaded by the library's engine, gives the burn model's logits (llama,
+/// whose GGUF q/k rows the engine reorders, and qwen2; plain and rsLoRA scaling).
+#[test]
+fn exported_adapter_runs_in_the_library_engine() {
+    let dir = scratch_dir("engine-adapter");
+    for (arch, use_rslora) in [("llama", false), ("qwen2", true)] {
+        let path = tiny_model(&dir, arch, false);
+        let engine = engine(&path);
+        let model_config = engine.config().clone();
+        let device = Device::flex();
+        let lora = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            use_rslora,
+            ..LoraConfig::default()
+        };
+        let adapter = random_adapter(&lora, &model_config, &device);
+        let out = dir.join(format!("adapter-{arch}"));
+        save_peft(&adapter, &out, "tiny").unwrap();
+        engine
+            .load_adapter("trained", &out)
+            .expect("engine loads the export");
+        let adapted = engine.with_adapter(Some("trained")).unwrap();
+
+        let model = decoder(&path, &device);
+        let tokens = engine
+            .tokenize("TEACHER: Why is 2/4 equal to 1/2?\nSTUDENT: You can halve both.")
+            .unwrap();
+        let positions: Vec<usize> = (0..tokens.len()).collect();
+        let batch = TokenBatch::whole(&tokens, model.config()).unwrap();
+        let burn = values(model.logits(&batch, Some(&adapter)).unwrap());
+        let library = adapted.logits(&tokens, &positions).unwrap().concat();
+        let base = engine.logits(&tokens, &positions).unwrap().concat();
+        let diff = max_abs_diff(&burn, &library);
+        eprintln!(
+            "{arch}: max |burn - engine with adapter| = {diff:.2e}, adapter moves logits by {:.2e}",
+            max_abs_diff(&library, &base)
+        );
+        assert!(diff < 1e-4, "{arch}: max |burn - engine| = {diff}");
+        assert!(
+            max_abs_diff(&library, &base) > 1e-2,
+            "{arch}: the adapter changes the engine's logits"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

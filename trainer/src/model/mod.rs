@@ -14,7 +14,9 @@
 //!   [`TokenBatch`] (right-padded batch).
 //! - [`sequence_logprobs`] → [`SequenceLogProbs`] (`sum`, `mean` `[batch]`, `count`) and
 //!   [`token_logprobs`] → [`TokenLogProbs`] (per-token values for token-level losses).
-//! - [`save_peft`] / [`load_peft`]: PEFT adapter directories (also the checkpoint format).
+//! - [`save_peft`] / [`load_peft`] (and [`to_peft`] / [`from_peft`] in memory): PEFT adapter
+//!   directories through the library's `PeftAdapter` (also the checkpoint format; the engine's
+//!   `load_adapter` reads them as they are).
 //!
 //! Devices: burn 0.22 selects the backend through [`burn::tensor::Device`] rather than a type
 //! parameter; train on `Device::flex().autodiff()`, and build the decoder and adapter on that
@@ -30,5 +32,7 @@ mod score;
 pub use batch::{ScoredSequence, TokenBatch};
 pub use decoder::{Decoder, DenseParts};
 pub use lora::{LoraAdapter, LoraConfig, LoraLayer, LoraPair, LoraTarget, MAX_LORA_RANK};
-pub use peft::{load_peft, peft_key, save_peft, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
+pub use peft::{
+    from_peft, load_peft, peft_key, save_peft, to_peft, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
+};
 pub use score::{sequence_logprobs, token_logprobs, SequenceLogProbs, TokenLogProbs};

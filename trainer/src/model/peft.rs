@@ -1,234 +1,129 @@
-//! Adapters on disk in PEFT's format: `adapter_config.json` plus `adapter_model.safetensors`
-//! with keys `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight` (`[r, in]`) and
-//! `…lora_B.weight` (`[out, r]`), f32. The same files serve as training checkpoints: values
-//! round-trip exactly.
-//!
-//! Written here with `safetensors` and `serde_json`; to be replaced by the library's
-//! `debias_guard::adapter::PeftAdapter` once that is on main.
+//! Adapters on disk in PEFT's format, through the library's [`PeftAdapter`]:
+//! `adapter_config.json` plus `adapter_model.safetensors` with keys
+//! `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight` (`[r, in]`) and
+//! `…lora_B.weight` (`[out, r]`), f32. The same directories serve as training checkpoints:
+//! values round-trip exactly, and the library's engine loads them as they are.
 
 use super::lora::{LoraAdapter, LoraConfig, LoraTarget};
 use crate::error::{Error, Result};
 use burn::tensor::Device;
+use debias_guard::adapter::{LoraMatrix, PeftAdapter, PeftConfig, TargetModules};
 use debias_guard::model::ModelConfig;
-use safetensors::{Dtype, SafeTensors};
-use serde_json::{json, Value};
+use debias_guard::weights::DenseTensor;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// File name of the adapter's hyper-parameters.
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 /// File name of the adapter's tensors.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
-/// Bytes allowed in a safetensors file beyond its tensor data (the JSON header).
-const HEADER_ALLOWANCE: u64 = 16 << 20;
-/// Largest `adapter_config.json` accepted.
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// PEFT key of one factor (`A` or `B`) of the adapter on `target` in block `layer`.
+/// PEFT key of one factor (`'A'` or `'B'`) of the adapter on `target` in block `layer`.
 pub fn peft_key(layer: usize, target: LoraTarget, factor: char) -> String {
-    format!(
-        "base_model.model.model.layers.{layer}.{}.lora_{factor}.weight",
-        target.hf_path()
-    )
+    let matrix = if factor == 'A' {
+        LoraMatrix::A
+    } else {
+        LoraMatrix::B
+    };
+    PeftAdapter::key(&module_path(layer, target), matrix)
 }
 
-/// Writes `adapter` into `dir` (created if needed) as a PEFT adapter for `base_model`
-/// (`base_model_name_or_path`). Each file is written to a temporary name, then renamed.
-pub fn save_peft(adapter: &LoraAdapter, dir: &Path, base_model: &str) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+/// Module path of a projection inside the causal LM (`model.layers.3.self_attn.q_proj`).
+fn module_path(layer: usize, target: LoraTarget) -> String {
+    format!("model.layers.{layer}.{}", target.hf_path())
+}
+
+/// The adapter as the library's PEFT representation, for `base_model`
+/// (`base_model_name_or_path`).
+pub fn to_peft(adapter: &LoraAdapter, base_model: &str) -> Result<PeftAdapter> {
+    let c = &adapter.config;
+    let modules: Vec<&str> = c.targets.iter().map(|t| t.peft_name()).collect();
+    let mut config = PeftConfig::lora(c.rank, c.alpha, &modules);
+    config.use_rslora = c.use_rslora;
+    config.base_model_name_or_path = Some(base_model.to_string());
+    let mut tensors = BTreeMap::new();
     for (layer, target, pair) in adapter.pairs() {
         for (factor, param) in [('A', &pair.a), ('B', &pair.b)] {
             let t = param.val();
             let shape = t.dims().to_vec();
-            let values = t
+            let data = t
                 .into_data()
                 .try_to_vec::<f32>()
                 .map_err(|e| Error::Model(format!("reading adapter values: {e:?}")))?;
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            tensors.insert(peft_key(layer, target, factor), (shape, bytes));
+            tensors.insert(peft_key(layer, target, factor), DenseTensor { shape, data });
         }
     }
-    let views = tensors
-        .iter()
-        .map(|(k, (shape, bytes))| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (k.clone(), v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Model(format!("adapter tensors: {e}")))?;
-    let mut info = std::collections::HashMap::new();
-    info.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::serialize(views, Some(info))
-        .map_err(|e| Error::Model(format!("serialising the adapter: {e}")))?;
-    write_atomic(&dir.join(ADAPTER_WEIGHTS_FILE), &bytes)?;
-    let config = peft_config_json(&adapter.config, base_model);
-    let text = serde_json::to_string_pretty(&config)
-        .map_err(|e| Error::Model(format!("adapter config: {e}")))?;
-    write_atomic(&dir.join(ADAPTER_CONFIG_FILE), text.as_bytes())
+    Ok(PeftAdapter { config, tensors })
 }
 
-/// Reads a PEFT adapter from `dir` for a model of shape `model`: every block must carry the
-/// configured targets, values must be f32. The returned config has seed 0 (PEFT does not
-/// record one).
+/// Writes `adapter` into `dir` (created if needed) as a PEFT adapter for `base_model`; files
+/// are written to temporary names and renamed into place.
+pub fn save_peft(adapter: &LoraAdapter, dir: &Path, base_model: &str) -> Result<()> {
+    Ok(to_peft(adapter, base_model)?.save(dir)?)
+}
+
+/// Reads a PEFT adapter from `dir` for a model of shape `model`. Supported: the projections of
+/// every block as a list of module names, one rank and alpha (no per-module patterns, no layer
+/// selection). The returned config has seed 0 (PEFT does not record one).
 pub fn load_peft(dir: &Path, model: &ModelConfig, device: &Device) -> Result<LoraAdapter> {
-    let config = read_peft_config(&dir.join(ADAPTER_CONFIG_FILE))?;
-    config.validate(model)?;
-    let path = dir.join(ADAPTER_WEIGHTS_FILE);
-    let data_bytes: u64 = (0..model.n_layers)
-        .flat_map(|_| config.targets.iter())
-        .map(|t| {
-            let (out, inp) = t.dims(model);
-            4 * (config.rank * (out + inp)) as u64
-        })
-        .sum();
-    let size = std::fs::metadata(&path)
-        .map_err(|e| Error::io(&path, e))?
-        .len();
-    if size > data_bytes + HEADER_ALLOWANCE {
-        return Err(checkpoint(
-            &path,
-            format!("{size} bytes is far more than the {data_bytes} bytes of tensors expected"),
-        ));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| checkpoint(&path, e.to_string()))?;
-    let expected = model.n_layers * config.targets.len() * 2;
-    if file.len() != expected {
-        return Err(checkpoint(
-            &path,
-            format!(
-                "holds {} tensors, expected {expected} (every layer, targets {:?})",
-                file.len(),
-                config.targets
-            ),
-        ));
-    }
-    LoraAdapter::from_values(&config, model, device, |layer, target, _| {
-        let read = |factor: char| -> Result<Vec<f32>> {
-            let key = peft_key(layer, target, factor);
-            let view = file
-                .tensor(&key)
-                .map_err(|e| checkpoint(&path, format!("`{key}`: {e}")))?;
-            if view.dtype() != Dtype::F32 {
-                return Err(checkpoint(
-                    &path,
-                    format!(
-                        "`{key}` is {:?}; only F32 adapters are read here",
-                        view.dtype()
-                    ),
-                ));
-            }
-            Ok(view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
-        };
-        Ok((read('A')?, read('B')?))
-    })
-    .map_err(|e| match e {
-        Error::Model(m) => checkpoint(&path, m),
+    let peft = PeftAdapter::load(dir)?;
+    from_peft(&peft, model, device).map_err(|e| match e {
+        Error::Model(message) | Error::Config(message) => Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message,
+        },
         other => other,
     })
 }
 
-/// PEFT's `adapter_config.json` for a LoRA adapter on a causal LM.
-fn peft_config_json(config: &LoraConfig, base_model: &str) -> Value {
-    let targets: Vec<&str> = config.targets.iter().map(|t| t.peft_name()).collect();
-    json!({
-        "alpha_pattern": {},
-        "base_model_name_or_path": base_model,
-        "bias": "none",
-        "fan_in_fan_out": false,
-        "inference_mode": true,
-        "init_lora_weights": true,
-        "layers_to_transform": null,
-        "lora_alpha": config.alpha,
-        "lora_dropout": 0.0,
-        "modules_to_save": null,
-        "peft_type": "LORA",
-        "r": config.rank,
-        "rank_pattern": {},
-        "target_modules": targets,
-        "task_type": "CAUSAL_LM",
-        "use_dora": false,
-        "use_rslora": config.use_rslora,
-    })
-}
-
-/// Reads the fields of `adapter_config.json` this adapter supports, rejecting the others.
-fn read_peft_config(path: &Path) -> Result<LoraConfig> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if size > MAX_CONFIG_BYTES {
-        return Err(checkpoint(path, format!("{size} bytes is too large")));
+/// A trainable adapter holding the values of a PEFT adapter.
+pub fn from_peft(peft: &PeftAdapter, model: &ModelConfig, device: &Device) -> Result<LoraAdapter> {
+    let c = &peft.config;
+    c.check_supported("adapter")?;
+    if !c.rank_pattern.is_empty() || !c.alpha_pattern.is_empty() {
+        return Err(Error::Model(
+            "per-module rank_pattern / alpha_pattern is not supported for training".into(),
+        ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| checkpoint(path, e.to_string()))?;
-    let bad = |m: String| checkpoint(path, m);
-    if v.get("peft_type").and_then(Value::as_str) != Some("LORA") {
-        return Err(bad("`peft_type` is not LORA".into()));
+    if c.layers_to_transform.is_some() {
+        return Err(Error::Model(
+            "layers_to_transform is not supported for training".into(),
+        ));
     }
-    let rank = v
-        .get("r")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad("`r` is missing or not a whole number".into()))?;
-    let alpha = v
-        .get("lora_alpha")
-        .and_then(Value::as_f64)
-        .ok_or_else(|| bad("`lora_alpha` is missing or not a number".into()))?;
-    let use_rslora = v
-        .get("use_rslora")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let targets = v
-        .get("target_modules")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("`target_modules` must be a list of module names".into()))?
-        .iter()
-        .map(|t| {
-            t.as_str()
-                .ok_or_else(|| bad("`target_modules` holds a non-string".into()))
-                .and_then(LoraTarget::from_peft_name)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    for key in ["rank_pattern", "alpha_pattern"] {
-        if v.get(key)
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty())
-        {
-            return Err(bad(format!("per-module `{key}` is not supported")));
+    let targets = match &c.target_modules {
+        Some(TargetModules::List(names)) => names
+            .iter()
+            .map(|n| LoraTarget::from_peft_name(n))
+            .collect::<Result<Vec<_>>>()?,
+        _ => {
+            return Err(Error::Model(
+                "target_modules must be a list of projection names".into(),
+            ))
         }
-    }
-    if v.get("layers_to_transform").is_some_and(|l| !l.is_null()) {
-        return Err(bad("`layers_to_transform` is not supported".into()));
-    }
-    if v.get("use_dora").and_then(Value::as_bool) == Some(true) {
-        return Err(bad("DoRA adapters are not supported".into()));
-    }
-    Ok(LoraConfig {
-        rank: usize::try_from(rank).map_err(|_| bad("`r` is out of range".into()))?,
-        alpha,
-        use_rslora,
+    };
+    let config = LoraConfig {
+        rank: c.r,
+        alpha: c.lora_alpha,
+        use_rslora: c.use_rslora,
         targets,
         seed: 0,
-    })
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = PathBuf::from(path);
-    tmp.set_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn checkpoint(path: &Path, message: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: message.into(),
+    };
+    let expected = model.n_layers * config.targets.len() * 2;
+    if peft.tensors.len() != expected {
+        return Err(Error::Model(format!(
+            "the adapter holds {} tensors, expected {expected} (every layer, targets {:?})",
+            peft.tensors.len(),
+            config.targets
+        )));
     }
+    LoraAdapter::from_values(&config, model, device, |layer, target, _| {
+        let take = |factor: char| -> Result<Vec<f32>> {
+            let key = peft_key(layer, target, factor);
+            peft.tensors
+                .get(&key)
+                .map(|t| t.data.clone())
+                .ok_or_else(|| Error::Model(format!("`{key}` is missing")))
+        };
+        Ok((take('A')?, take('B')?))
+    })
 }
