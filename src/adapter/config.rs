@@ -275,18 +275,17 @@ impl ModuleSelector {
         named && self.layers.as_ref().is_none_or(|l| l.contains(layer))
     }
 
-    /// Rank of the module at `path` (the longest matching `rank_pattern` key, else `r`).
+    /// Rank of the module at `path` (the first matching `rank_pattern` key, else `r`).
     pub fn rank(&self, path: &str) -> usize {
-        most_specific(&self.rank_keys, path)
+        first_match(&self.rank_keys, path)
             .map_or(self.config.r, |(k, _)| self.config.rank_pattern[k])
     }
 
     /// Output scale of the module's low-rank path: `alpha / r`, or `alpha / sqrt(r)` (rsLoRA).
     pub fn scale(&self, path: &str) -> f64 {
-        let alpha = most_specific(&self.alpha_keys, path)
-            .map_or(self.config.lora_alpha, |(k, _)| {
-                self.config.alpha_pattern[k]
-            });
+        let alpha = first_match(&self.alpha_keys, path).map_or(self.config.lora_alpha, |(k, _)| {
+            self.config.alpha_pattern[k]
+        });
         let r = self.rank(path) as f64;
         if self.config.use_rslora {
             alpha / r.sqrt()
@@ -296,11 +295,10 @@ impl ModuleSelector {
     }
 }
 
-/// The longest pattern key matching `path` (the most specific rule wins).
-fn most_specific<'a>(keys: &'a [(String, Regex)], path: &str) -> Option<&'a (String, Regex)> {
-    keys.iter()
-        .filter(|(_, re)| re.is_match(path))
-        .max_by_key(|(k, _)| k.len())
+/// The first pattern key, in sorted order, matching `path`: peft takes the first match in the
+/// file's key order, and its `save_pretrained` writes keys sorted.
+fn first_match<'a>(keys: &'a [(String, Regex)], path: &str) -> Option<&'a (String, Regex)> {
+    keys.iter().find(|(_, re)| re.is_match(path))
 }
 
 #[cfg(test)]
