@@ -18,9 +18,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use debias_guard::model::ModelConfig;
 use debias_guard::weights::{DenseCheckpoint, DenseTensor};
 
-/// The library's dense tensor under the name the first version of this module used.
-pub type DenseParts = DenseTensor;
-
 /// A projection `x Wᵀ (+ b)` with `W` `[out, in]` as Hugging Face stores it.
 #[derive(Debug, Clone)]
 struct Linear {

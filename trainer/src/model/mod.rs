@@ -3,16 +3,20 @@
 //!
 //! Public API (everything a training loop needs):
 //! - [`Decoder`]: frozen base weights. [`Decoder::from_checkpoint`] takes a
-//!   `debias_guard::weights::DenseCheckpoint` (GGUF or Hugging Face directory); [`Decoder::hidden_states`] / [`Decoder::logits_at`] / [`Decoder::logits`] run it with
-//!   `Some(&adapter)` (policy) or `None` (reference model: same weights, adapter off).
+//!   `debias_guard::weights::DenseCheckpoint` (GGUF or Hugging Face directory);
+//!   [`Decoder::hidden_states`], [`Decoder::logits_at`] and [`Decoder::logits`] run it with
+//!   `Some(&adapter)` (policy) or `None` (reference model: same weights, adapter off, no graph).
+//!   Its logits equal the library engine's (f32; ~1e-5 on tiny models, <1e-4 on SmolLM2).
 //! - [`LoraConfig`], [`LoraTarget`], [`LoraAdapter`]: adapter hyper-parameters and factors
 //!   (`A` `[r, in]` Kaiming-uniform from a seed, `B` `[out, r]` zero, `y = base(x) + scale ·
 //!   (x Aᵀ) Bᵀ`, scale `alpha/r` or `alpha/√r` with rsLoRA). The adapter is a burn `Module`
 //!   whose parameters are exactly the factors, so `GradientsParams::from_grads(grads, &adapter)`
 //!   and an optimiser over it train nothing else.
 //! - [`ScoredSequence`] (prompt + response tokens, from text via the library's tokenizer) and
-//!   [`TokenBatch`] (right-padded batch).
-//! - [`sequence_logprobs`] → [`SequenceLogProbs`] (`sum`, `mean` `[batch]`, `count`) and
+//!   [`TokenBatch`]: one right-padded row per sequence ([`TokenBatch::new`]), or sequences that
+//!   share a prompt packed into one row, the prompt computed once ([`TokenBatch::packed`]; use
+//!   it for a DPO pair's chosen and rejected answers).
+//! - [`sequence_logprobs`] → [`SequenceLogProbs`] (`sum`, `mean` `[sequences]`, `count`) and
 //!   [`token_logprobs`] → [`TokenLogProbs`] (per-token values for token-level losses).
 //! - [`save_peft`] / [`load_peft`] (and [`to_peft`] / [`from_peft`] in memory): PEFT adapter
 //!   directories through the library's `PeftAdapter` (also the checkpoint format; the engine's
@@ -30,7 +34,7 @@ mod rope;
 mod score;
 
 pub use batch::{ScoredSequence, TokenBatch};
-pub use decoder::{Decoder, DenseParts};
+pub use decoder::Decoder;
 pub use lora::{LoraAdapter, LoraConfig, LoraLayer, LoraPair, LoraTarget, MAX_LORA_RANK};
 pub use peft::{
     from_peft, load_peft, peft_key, save_peft, to_peft, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
