@@ -82,14 +82,29 @@ fn draw<DB: DrawingBackend>(
             .x_label_area_size(36)
             .y_label_area_size(64);
     }
-    let mut ctx = builder.build_cartesian_2d(xr, yr).map_err(e)?;
-    let mut mesh = ctx.configure_mesh();
+    let mut ctx = builder
+        .build_cartesian_2d(xr.clone(), yr.clone())
+        .map_err(e)?;
     if text {
-        mesh.x_desc("optimiser step").y_desc(chart.y_desc);
+        ctx.configure_mesh()
+            .x_desc("optimiser step")
+            .y_desc(chart.y_desc)
+            .draw()
+            .map_err(e)?;
     } else {
-        mesh.x_labels(0).y_labels(0);
+        // No text can be drawn here: a frame and a 10 x 8 grid stand in for the mesh.
+        let grey = RGBColor(225, 225, 225);
+        let (x0, x1, y0, y1) = (xr.start, xr.end, yr.start, yr.end);
+        let vertical = (0..=10).map(|i| x0 + (x1 - x0) * f64::from(i) / 10.0);
+        let horizontal = (0..=8).map(|i| y0 + (y1 - y0) * f64::from(i) / 8.0);
+        let lines = vertical
+            .map(|x| vec![(x, y0), (x, y1)])
+            .chain(horizontal.map(|y| vec![(x0, y), (x1, y)]));
+        ctx.draw_series(lines.map(|pts| PathElement::new(pts, grey)))
+            .map_err(e)?;
+        ctx.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], BLACK)))
+            .map_err(e)?;
     }
-    mesh.draw().map_err(e)?;
     for (i, s) in chart.series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let pts = s

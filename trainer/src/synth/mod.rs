@@ -131,6 +131,10 @@ fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 
+fn pick_line(rng: &mut StdRng, lines: &[&'static str]) -> &'static str {
+    lines[rng.random_range(0..lines.len())]
+}
+
 /// Writes one transcript: a subject and topic, then exchanges whose kind follows the quality.
 pub fn generate_transcript(rng: &mut StdRng, id: String) -> SynthTranscript {
     let subject: &Subject = pick(rng, SUBJECTS);
@@ -146,10 +150,10 @@ pub fn generate_transcript(rng: &mut StdRng, id: String) -> SynthTranscript {
     let student = |lines: &mut Vec<String>, s: &str| lines.push(format!("STUDENT: {s}"));
     for _ in 0..exchanges {
         if rng.random_bool(0.15) {
-            teacher(&mut lines, *pick(rng, pools::PROCEDURAL));
+            teacher(&mut lines, pick_line(rng, pools::PROCEDURAL));
         }
         if rng.random_bool(quality) {
-            teacher(&mut lines, *pick(rng, topic.open));
+            teacher(&mut lines, pick_line(rng, topic.open));
             f.open_questions += 1;
             let idea = pick(rng, topic.claims);
             if rng.random_bool(0.3 + 0.7 * quality) {
@@ -173,7 +177,7 @@ pub fn generate_transcript(rng: &mut StdRng, id: String) -> SynthTranscript {
                     f.student_reasons += 1;
                 }
             } else if rng.random_bool(0.7) {
-                teacher(&mut lines, *pick(rng, pools::EVALUATIVE));
+                teacher(&mut lines, pick_line(rng, pools::EVALUATIVE));
                 f.evaluative += 1;
             }
         } else {
@@ -182,7 +186,7 @@ pub fn generate_transcript(rng: &mut StdRng, id: String) -> SynthTranscript {
             student(&mut lines, answer);
             f.closed_questions += 1;
             if rng.random_bool(0.85) {
-                teacher(&mut lines, *pick(rng, pools::EVALUATIVE));
+                teacher(&mut lines, pick_line(rng, pools::EVALUATIVE));
                 f.evaluative += 1;
             }
         }

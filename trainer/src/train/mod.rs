@@ -63,32 +63,48 @@ impl DeviceChoice {
     /// The autodiff-enabled device, or an error naming the cargo feature the build lacks.
     pub fn device(self) -> Result<Device> {
         match self {
-            DeviceChoice::Cpu => {
-                #[cfg(feature = "flex")]
-                return Ok(Device::flex().autodiff());
-                #[cfg(not(feature = "flex"))]
-                return Err(Error::Config(
-                    "--device cpu needs a build with the `flex` feature".into(),
-                ));
-            }
-            DeviceChoice::Vulkan => {
-                #[cfg(feature = "vulkan")]
-                return Ok(Device::vulkan(Default::default()).autodiff());
-                #[cfg(not(feature = "vulkan"))]
-                return Err(Error::Config(
-                    "--device vulkan needs a build with `--features vulkan`".into(),
-                ));
-            }
-            DeviceChoice::Cuda => {
-                #[cfg(feature = "cuda")]
-                return Ok(Device::cuda(0).autodiff());
-                #[cfg(not(feature = "cuda"))]
-                return Err(Error::Config(
-                    "--device cuda needs a build with `--features cuda`".into(),
-                ));
-            }
+            DeviceChoice::Cpu => cpu_device(),
+            DeviceChoice::Vulkan => vulkan_device(),
+            DeviceChoice::Cuda => cuda_device(),
         }
     }
+}
+
+fn missing_feature(device: &str) -> Error {
+    Error::Config(format!(
+        "--device {device} needs a build with `--features {}`",
+        if device == "cpu" { "flex" } else { device }
+    ))
+}
+
+#[cfg(feature = "flex")]
+fn cpu_device() -> Result<Device> {
+    Ok(Device::flex().autodiff())
+}
+
+#[cfg(not(feature = "flex"))]
+fn cpu_device() -> Result<Device> {
+    Err(missing_feature("cpu"))
+}
+
+#[cfg(feature = "vulkan")]
+fn vulkan_device() -> Result<Device> {
+    Ok(Device::vulkan(Default::default()).autodiff())
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn vulkan_device() -> Result<Device> {
+    Err(missing_feature("vulkan"))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device> {
+    Ok(Device::cuda(0).autodiff())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<Device> {
+    Err(missing_feature("cuda"))
 }
 
 /// Options of the `train` subcommand.
@@ -332,26 +348,33 @@ fn reference_logps(
     Ok(out)
 }
 
+/// Key of the reference cache: the data digest, the base model path and its size, so a cache
+/// left by a run on another model is not reused.
+pub fn reference_cache_key(data_digest: &str, model: &Path) -> String {
+    let size = std::fs::metadata(model).map(|m| m.len()).unwrap_or(0);
+    format!("{data_digest}|{}|{size}", model.display())
+}
+
 /// Cache file of the reference log-probs.
 #[derive(Debug, Serialize, Deserialize)]
 struct ReferenceCache {
-    data_digest: String,
+    key: String,
     chosen_rejected: Vec<(f32, f32)>,
 }
 
-/// Fills `reference` of every pair: from `{out}/reference_logps.json` when it matches the data,
-/// else computed with the adapter off (then cached).
+/// Fills `reference` of every pair: from `{out}/reference_logps.json` when its key matches `key`
+/// (see [`reference_cache_key`]), else computed with the adapter off (then cached).
 pub fn fill_reference(
     decoder: &Decoder,
     prepared: &mut [PreparedPair],
-    digest: &str,
+    key: &str,
     out: &Path,
     chunk: usize,
 ) -> Result<()> {
     let path = out.join("reference_logps.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(cache) = serde_json::from_str::<ReferenceCache>(&text) {
-            if cache.data_digest == digest && cache.chosen_rejected.len() == prepared.len() {
+            if cache.key == key && cache.chosen_rejected.len() == prepared.len() {
                 for (p, r) in prepared.iter_mut().zip(cache.chosen_rejected) {
                     p.reference = r;
                 }
@@ -369,7 +392,7 @@ pub fn fill_reference(
         p.reference = (r[0], r[1]);
     }
     let cache = ReferenceCache {
-        data_digest: digest.to_string(),
+        key: key.to_string(),
         chosen_rejected: prepared.iter().map(|p| p.reference).collect(),
     };
     let text = serde_json::to_string(&cache)
@@ -427,8 +450,8 @@ pub fn micro_batch_loss(
         let tb = TokenBatch::new(&seqs, config)?;
         let sum = sequence_logprobs(decoder, &tb, Some(adapter))?.sum;
         inputs.pairs = Some(PairLogProbs {
-            policy_chosen: sum.clone().slice([0..m]),
-            policy_rejected: sum.slice([m..2 * m]),
+            policy_chosen: sum.clone().narrow(0, 0, m),
+            policy_rejected: sum.narrow(0, m, m),
             reference_chosen: tensor1(batch.iter().map(|p| p.reference.0).collect(), device),
             reference_rejected: tensor1(batch.iter().map(|p| p.reference.1).collect(), device),
         });
@@ -564,6 +587,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     run.lora.validate(decoder.config())?;
     let mut prepared = tokenize_pairs(&tokenizer, run.loss.objective, &pairs)?;
     let digest = data_digest(&prepared);
+    let reference_key = reference_cache_key(&digest, &args.model);
     let ckpt_dir = args.out.join("checkpoint");
     let (adapter, optimiser, step) = if args.resume {
         let dir = checkpoint::find(&ckpt_dir)?;
@@ -587,7 +611,13 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
         (adapter, Optimiser::new(&run.optim), 0)
     };
     write_run_config(&args.out, &run)?;
-    fill_reference(&decoder, &mut prepared, &digest, &args.out, run.micro_batch)?;
+    fill_reference(
+        &decoder,
+        &mut prepared,
+        &reference_key,
+        &args.out,
+        run.micro_batch,
+    )?;
     let total_steps = run.epochs * steps_per_epoch(prepared.len(), &run);
     let metrics_path = args.out.join("metrics.jsonl");
     let mut log = if args.resume {
@@ -618,7 +648,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
         bar.set_position(trainer.step as u64);
         bar.set_message(format!("loss {:.4} margin {:+.3}", m.loss, m.reward_margin));
         done.push(m);
-        if trainer.step % args.checkpoint_every == 0 && trainer.step < stop_at {
+        if trainer.step.is_multiple_of(args.checkpoint_every) && trainer.step < stop_at {
             checkpoint::save(
                 &ckpt_dir,
                 &trainer.adapter,
