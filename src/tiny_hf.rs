@@ -989,8 +989,10 @@ mod tests {
     #[test]
     fn bad_specs_are_typed_errors() {
         let dir = scratch("bad");
-        let mut spec = HfModelSpec::default();
-        spec.shards = 0;
+        let mut spec = HfModelSpec {
+            shards: 0,
+            ..HfModelSpec::default()
+        };
         assert!(matches!(
             write_tiny_hf_model(&dir, &spec),
             Err(Error::InvalidInput(_))
