@@ -9,6 +9,7 @@
 //! Which modules an adapter covers follows peft's own rules (see [`lora_targets`]), so a file
 //! written here loads into peft without missing or unexpected keys.
 
+use crate::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
 use crate::error::{Error, Result};
 use crate::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
 use crate::tiny::{random_normal, tiny_vocabulary, TinySpec, TINY_SPECIAL_TOKENS};
@@ -572,8 +573,8 @@ pub fn lora_targets(base: &HfModelSpec, lora: &LoraSpec) -> Result<Vec<LoraTarge
 /// Writes a random, non-zero LoRA adapter for the model `base` into `dir` in peft's format:
 /// `adapter_config.json` and `adapter_model.safetensors` (f32) with keys
 /// `base_model.model.<module>.lora_A.weight` `[r, in]` and `…lora_B.weight` `[out, r]`.
-/// Returns the adapted modules. (Written directly with safetensors + serde_json; switch to
-/// `adapter::PeftAdapter::save` once that exists, so both writers cannot drift.)
+/// Returns the adapted modules. Written by [`PeftAdapter::save`], so peft loading these files
+/// (scripts/peft_reference.py) also checks the library's adapter writer.
 pub fn write_random_peft_adapter(
     dir: &Path,
     base: &HfModelSpec,
@@ -589,34 +590,28 @@ pub fn write_random_peft_adapter(
             "adapter would hold {elements} weights (limit {MAX_ELEMENTS})"
         )));
     }
-    let mut tensors = Vec::new();
+    let mut tensors = BTreeMap::new();
     for t in &targets {
-        let key = format!("base_model.model.{}", t.module.name);
-        for (part, shape) in [
-            ("lora_A", vec![t.r, t.module.in_features]),
-            ("lora_B", vec![t.module.out_features, t.r]),
+        for (matrix, shape) in [
+            (LoraMatrix::A, vec![t.r, t.module.in_features]),
+            (LoraMatrix::B, vec![t.module.out_features, t.r]),
         ] {
-            let name = format!("{key}.{part}.weight");
+            let name = PeftAdapter::key(&t.module.name, matrix);
             let data = random_normal(
                 tensor_seed(lora.seed, &name),
                 shape.iter().product(),
                 lora.init_std,
             );
-            tensors.push((name, DenseTensor { shape, data }));
+            tensors.insert(name, DenseTensor { shape, data });
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    write_named(
-        &dir.join("adapter_model.safetensors"),
-        &tensors,
-        StoreDtype::F32,
-    )?;
-    write_json(&dir.join("adapter_config.json"), &adapter_config(lora))?;
+    let config: PeftConfig = serde_json::from_value(adapter_config(lora))
+        .map_err(|e| Error::InvalidInput(format!("LoRA spec is not a valid PEFT config: {e}")))?;
+    PeftAdapter { config, tensors }.save(dir)?;
     Ok(targets)
 }
 
-/// `adapter_config.json` contents for `lora` (peft's field names; fields left at peft's defaults
-/// are written out too so the file reads the same in every peft version).
+/// The PEFT configuration of `lora` as JSON in peft's field names (read into [`PeftConfig`]).
 fn adapter_config(lora: &LoraSpec) -> Value {
     let target_modules = match &lora.target_modules {
         TargetModules::Names(names) => json!(names),
