@@ -6,7 +6,8 @@
 #   MODEL  base model (GGUF file or Hugging Face directory); default models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   PAIRS  preference pairs JSONL; default: built here (synth -> pairs on MODEL, a few examples)
 # Env: STEPS (optimiser steps, default 3), TOL (largest accepted |cpu - gpu| per metric, default 2e-3),
-#      WORK (scratch directory, default target/gpu_compare), DEVICE (gpu backend: vulkan or cuda).
+#      WORK (scratch directory, default target/gpu_compare), DEVICE (vulkan or cuda; cpu compares the CPU
+#      with itself, a check of this script).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,7 +19,10 @@ WORK="${WORK:-target/gpu_compare}"
 DEVICE="${DEVICE:-vulkan}"
 BIN=target/release/debias-guard-trainer
 
-cargo build --release --locked -p debias-guard-trainer --features "$DEVICE"
+case "$DEVICE" in
+    vulkan | cuda) cargo build --release --locked -p debias-guard-trainer --features "$DEVICE" ;;
+    *) cargo build --release --locked -p debias-guard-trainer ;; # DEVICE=cpu: a self-check of this script
+esac
 mkdir -p "$WORK"
 if [[ -z "$PAIRS" ]]; then
     "$BIN" synth --out "$WORK/data" --seed 0 --transcripts 20 --items instructional_dialogue
@@ -27,14 +31,18 @@ if [[ -z "$PAIRS" ]]; then
         --limit $((2 * STEPS)) --contexts-per-example 1 --max-tokens 48
 fi
 
-for dev in cpu "$DEVICE"; do
-    rm -rf "$WORK/$dev"
-    /usr/bin/time -f "$dev: %e s wall" "$BIN" train --model "$MODEL" --pairs "$PAIRS" --out "$WORK/$dev" \
+# Runs go to $WORK/run-cpu (reference) and $WORK/run-$DEVICE-candidate.
+for run in cpu "$DEVICE-candidate"; do
+    dev="${run%-candidate}"
+    rm -rf "$WORK/run-$run"
+    start=$SECONDS
+    "$BIN" train --model "$MODEL" --pairs "$PAIRS" --out "$WORK/run-$run" \
         --device "$dev" --micro-batch 1 --grad-accum 2 --epochs 1 --max-pairs $((2 * STEPS)) \
         --seed 0 --lr 1e-4 --no-export
+    echo "$run: $((SECONDS - start)) s wall"
 done
 
-python3 - "$WORK/cpu/metrics.jsonl" "$WORK/$DEVICE/metrics.jsonl" "$TOL" <<'PY'
+python3 - "$WORK/run-cpu/metrics.jsonl" "$WORK/run-$DEVICE-candidate/metrics.jsonl" "$TOL" <<'PY'
 import json, sys
 cpu, gpu, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
 read = lambda p: [json.loads(l) for l in open(p) if l.strip()]

@@ -549,10 +549,13 @@ impl Trainer {
 /// Runs the `train` subcommand.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let summary = train(args)?;
+    let exported = summary.steps == summary.total_steps && !args.no_export;
+    let saved = if exported { "adapter" } else { "checkpoint" };
     eprintln!(
-        "trained {} steps; adapter in {}",
+        "trained {} of {} steps; {saved} in {}",
         summary.steps,
-        args.out.join("adapter").display()
+        summary.total_steps,
+        args.out.join(saved).display()
     );
     Ok(())
 }
