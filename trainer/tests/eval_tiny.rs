@@ -44,6 +44,7 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
         limit: None,
         threads: 2,
         out_dir: dir.join("out"),
+        reuse: None,
         progress: false,
     }
 }
@@ -88,13 +89,64 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     // Same inputs, same numbers.
     let again = eval::run(&EvalOptions {
         out_dir: dir.join("out2"),
-        ..opts
+        ..opts.clone()
     })
     .expect("eval again");
     for (a, b) in report.conditions.iter().zip(&again.conditions) {
         assert_eq!(a.bias, b.bias);
         assert_eq!(a.accuracy_expected, b.accuracy_expected);
     }
+
+    // Reusing the first report takes its conditions as they are (same seconds included).
+    let reused = eval::run(&EvalOptions {
+        out_dir: dir.join("out3"),
+        reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
+        ..opts.clone()
+    })
+    .expect("eval reusing");
+    assert_eq!(reused.conditions, report.conditions);
+    // A report of a different evaluation is refused.
+    let other = eval::run(&EvalOptions {
+        out_dir: dir.join("out4"),
+        limit: Some(2),
+        reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
+        ..opts
+    });
+    assert!(matches!(other, Err(Error::File { .. })), "{other:?}");
+}
+
+#[test]
+fn adapters_are_evaluated_through_the_engine() {
+    let dir = scratch("adapter");
+    let opts = setup(&dir);
+    let config = debias_guard::weights::DenseCheckpoint::load(&opts.model)
+        .expect("dense weights")
+        .config;
+    let peft = debias_guard::adapter::PeftConfig::lora(4, 8.0, &["q_proj", "v_proj"]);
+    let adapter = debias_guard::tiny::tiny_adapter(&config, peft, 3).expect("adapter");
+    let adapter_dir = dir.join("adapter");
+    adapter.save(&adapter_dir).expect("save adapter");
+    let report = eval::run(&EvalOptions {
+        adapters: vec![format!("rand={}", adapter_dir.display()).parse().unwrap()],
+        mitigation: false,
+        limit: Some(2),
+        ..opts.clone()
+    })
+    .expect("eval with adapter");
+    let names: Vec<&str> = report.conditions.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["base", "rand"]);
+    // The random adapter changes the scores, so the two conditions cannot agree.
+    assert_ne!(
+        report.conditions[0].bias.train_wordings,
+        report.conditions[1].bias.train_wordings
+    );
+    let missing = EvalOptions {
+        adapters: vec![format!("gone={}", dir.join("none").display())
+            .parse()
+            .unwrap()],
+        ..opts
+    };
+    assert!(matches!(eval::run(&missing), Err(Error::Library(_))));
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub struct EvalOptions {
     pub threads: usize,
     /// Directory for `eval.json`, `eval.md` and `bias.svg` (created if missing).
     pub out_dir: PathBuf,
+    /// An earlier `eval.json` of the same model, test set and probes: conditions found there
+    /// (same name and kind) are taken from it instead of being measured again.
+    pub reuse: Option<PathBuf>,
     /// Show a progress bar (drawn only on a terminal).
     pub progress: bool,
 }
@@ -134,6 +137,9 @@ pub struct EvalArgs {
     /// Output directory (eval.json, eval.md, bias.svg).
     #[arg(long)]
     pub out: PathBuf,
+    /// Earlier eval.json (same model, test set, limit and probes) whose conditions are reused.
+    #[arg(long)]
+    pub reuse: Option<PathBuf>,
 }
 
 impl From<EvalArgs> for EvalOptions {
@@ -149,6 +155,7 @@ impl From<EvalArgs> for EvalOptions {
             limit: a.limit,
             threads: a.threads,
             out_dir: a.out,
+            reuse: a.reuse,
             progress: true,
         }
     }
@@ -208,6 +215,16 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
             debias_guard::guard::ProbeKind::Control => None,
         })
         .collect();
+    let mut probe_counts = BTreeMap::new();
+    for g in &groups {
+        *probe_counts.entry(group_name(*g).to_string()).or_insert(0) += 1;
+    }
+    let earlier = match &opts.reuse {
+        Some(path) => {
+            reusable_conditions(path, &opts.model, &opts.test, prepared.len(), &probe_counts)?
+        }
+        None => Vec::new(),
+    };
 
     let load = Instant::now();
     let engine_options = EngineOptions {
@@ -246,6 +263,17 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     let bar = progress_bar(opts.progress, (conditions.len() * prepared.len()) as u64);
     let mut results = Vec::with_capacity(conditions.len());
     for c in &conditions {
+        if let Some(done) = earlier
+            .iter()
+            .find(|e| e.name == c.name && e.condition == c.kind)
+        {
+            results.push(report::ConditionResult {
+                vs_base: None,
+                ..done.clone()
+            });
+            bar.inc(prepared.len() as u64);
+            continue;
+        }
         let t = Instant::now();
         bar.set_message(c.name.clone());
         let mut measurements: Vec<ExampleMeasurement> = Vec::with_capacity(prepared.len());
@@ -273,10 +301,6 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     bar.finish_and_clear();
     compare_with_base(&mut results);
 
-    let mut probe_counts = BTreeMap::new();
-    for g in &groups {
-        *probe_counts.entry(group_name(*g).to_string()).or_insert(0) += 1;
-    }
     let report = EvalReport {
         schema_version: report::EVAL_SCHEMA_VERSION,
         model: opts.model.display().to_string(),
@@ -319,13 +343,51 @@ fn prepare_examples<'r>(
         .collect()
 }
 
-/// The base engine with one adapter active.
+/// Conditions of an earlier report, after checking it describes the same evaluation.
+fn reusable_conditions(
+    path: &Path,
+    model: &Path,
+    test: &Path,
+    examples: usize,
+    probes: &BTreeMap<String, usize>,
+) -> Result<Vec<report::ConditionResult>> {
+    const MAX_REPORT_BYTES: u64 = 64 << 20;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_REPORT_BYTES + 1),
+        &mut text,
+    )
+    .map_err(|e| Error::io(path, e))?;
+    if text.len() as u64 > MAX_REPORT_BYTES {
+        return Err(Error::File {
+            path: path.to_path_buf(),
+            message: format!("is larger than {MAX_REPORT_BYTES} bytes"),
+        });
+    }
+    let earlier: EvalReport = serde_json::from_str(&text).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        message: format!("not an eval report: {e}"),
+    })?;
+    let same = earlier.schema_version == report::EVAL_SCHEMA_VERSION
+        && earlier.model == model.display().to_string()
+        && earlier.test_set == test.display().to_string()
+        && earlier.examples == examples
+        && &earlier.probes == probes;
+    if !same {
+        return Err(Error::File {
+            path: path.to_path_buf(),
+            message: "was made with another model, test set, limit or probe catalog".into(),
+        });
+    }
+    Ok(earlier.conditions)
+}
+
+/// Loads a PEFT adapter into the base engine and returns a handle that runs it (the base
+/// weights are shared, not copied).
 fn adapter_engine(base: &Engine, adapter: &AdapterSpec) -> Result<Engine> {
-    let _ = base;
-    Err(Error::Config(format!(
-        "adapter `{}`: this build of debias-guard cannot load adapters yet",
-        adapter.name
-    )))
+    base.load_adapter(&adapter.name, &adapter.dir)?;
+    Ok(base.with_adapter(Some(&adapter.name))?)
 }
 
 /// A progress bar drawn on stderr when it is a terminal (hidden otherwise or when disabled).
