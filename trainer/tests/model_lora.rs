@@ -147,7 +147,10 @@ fn gradients_reach_only_the_adapter() {
 
     let mut optim = SgdConfig::new().init();
     let adapter = optim.step(1e-2, adapter, params);
-    assert_eq!(adapter.config, lora, "an optimiser step keeps the hyper-parameters");
+    assert_eq!(
+        adapter.config, lora,
+        "an optimiser step keeps the hyper-parameters"
+    );
     let b = values(adapter.pair(0, LoraTarget::V).unwrap().b.val());
     assert!(b.iter().any(|v| *v != 0.0), "B did not move");
     let after_sum = values(
