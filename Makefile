@@ -39,9 +39,10 @@ unit: model
 	$(CARGO) test --release --locked
 	$(CARGO) test --release --locked -p debias-guard-trainer
 
-## The trainer's GPU feature keeps compiling (no GPU needed; see trainer/README.md).
+## The trainer's GPU feature keeps compiling (no GPU needed; see trainer/README.md). Release profile: it
+## reuses the dependencies `lint` already checked.
 trainer-gpu-check:
-	$(CARGO) check --locked -p debias-guard-trainer --features vulkan
+	$(CARGO) check --release --locked -p debias-guard-trainer --features vulkan
 
 test: lint unit ffi-test trainer-gpu-check
 
