@@ -6,6 +6,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod inputs;
 pub mod loss;
 pub mod metrics;
 pub mod model;

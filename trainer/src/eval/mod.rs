@@ -20,11 +20,8 @@ pub mod report;
 
 use crate::data::Example;
 use crate::error::{Error, Result};
-use debias_guard::guard::ProbeCatalog;
-use debias_guard::{
-    Engine, EngineOptions, PromptBuilder, PromptLayout, Rubric, SplitSelection, Transcript,
-};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::inputs::{progress_bar, ScoringInputs};
+use debias_guard::{Engine, EngineOptions, Rubric, SplitSelection, Transcript};
 use measure::{measure_example, ExampleMeasurement, ProbeGroup};
 use report::{compare_with_base, group_name, summarise, ConditionKind};
 use std::collections::BTreeMap;
@@ -183,18 +180,15 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         }
         names.push(a.name.clone());
     }
-    let catalog = match &opts.probes {
-        Some(p) => ProbeCatalog::load(p)?,
-        None => ProbeCatalog::builtin(),
-    };
-    let rubric = match &opts.rubric {
-        Some(p) => Rubric::load(p)?,
-        None => Rubric::builtin(),
-    };
-    let builder = match &opts.layout {
-        Some(p) => PromptBuilder::new(PromptLayout::load(p)?)?,
-        None => PromptBuilder::default(),
-    };
+    let ScoringInputs {
+        catalog,
+        rubric,
+        builder,
+    } = ScoringInputs::load(
+        opts.probes.as_ref(),
+        opts.rubric.as_ref(),
+        opts.layout.as_ref(),
+    )?;
     let mut examples = crate::data::read_examples(&opts.test)?;
     if let Some(limit) = opts.limit {
         examples.truncate(limit);
@@ -260,7 +254,11 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     }
     let load_seconds = load.elapsed().as_secs_f64();
 
-    let bar = progress_bar(opts.progress, (conditions.len() * prepared.len()) as u64);
+    let bar = progress_bar(
+        opts.progress,
+        (conditions.len() * prepared.len()) as u64,
+        "{msg:>18} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
+    );
     let mut results = Vec::with_capacity(conditions.len());
     for c in &conditions {
         if let Some(done) = earlier
@@ -388,22 +386,6 @@ fn reusable_conditions(
 fn adapter_engine(base: &Engine, adapter: &AdapterSpec) -> Result<Engine> {
     base.load_adapter(&adapter.name, &adapter.dir)?;
     Ok(base.with_adapter(Some(&adapter.name))?)
-}
-
-/// A progress bar drawn on stderr when it is a terminal (hidden otherwise or when disabled).
-fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
-    let target = if enabled {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), target);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 /// Writes the JSON report, the Markdown tables and the chart into `dir`.

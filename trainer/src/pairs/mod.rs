@@ -19,10 +19,9 @@ pub mod respond;
 
 use crate::data::{Example, JsonlAppender, PreferencePair};
 use crate::error::{Error, Result};
+use crate::inputs::{progress_bar, ScoringInputs};
 use debias_guard::guard::reasoned::{ReasoningOptions, MAX_REASONING_TOKENS};
-use debias_guard::guard::ProbeCatalog;
-use debias_guard::{Engine, EngineOptions, PromptBuilder, PromptLayout, Rubric, Transcript};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use debias_guard::{Engine, EngineOptions, Transcript};
 use respond::{RatingChoice, Response};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -205,18 +204,15 @@ pub fn pair_id(example_id: &str, context_id: &str) -> String {
 pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
     let started = Instant::now();
     opts.validate()?;
-    let catalog = match &opts.probes {
-        Some(p) => ProbeCatalog::load(p)?,
-        None => ProbeCatalog::builtin(),
-    };
-    let rubric = match &opts.rubric {
-        Some(p) => Rubric::load(p)?,
-        None => Rubric::builtin(),
-    };
-    let builder = match &opts.layout {
-        Some(p) => PromptBuilder::new(PromptLayout::load(p)?)?,
-        None => PromptBuilder::default(),
-    };
+    let ScoringInputs {
+        catalog,
+        rubric,
+        builder,
+    } = ScoringInputs::load(
+        opts.probes.as_ref(),
+        opts.rubric.as_ref(),
+        opts.layout.as_ref(),
+    )?;
     let contexts = contexts::train_contexts(&catalog);
     if contexts.is_empty() {
         return Err(Error::Config(
@@ -268,7 +264,11 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
         },
     )?;
 
-    let bar = progress_bar(opts.progress, work.len() as u64);
+    let bar = progress_bar(
+        opts.progress,
+        work.len() as u64,
+        "pairs [{bar:30}] {pos}/{len} examples {elapsed} (eta {eta})",
+    );
     for (ex, transcript, item, picked) in &work {
         let todo: Vec<_> = picked
             .iter()
@@ -349,22 +349,6 @@ fn make_pair(
 /// A label value as a whole rating, when it is one (0..=255).
 fn rating_u8(value: f64) -> Option<u8> {
     (value.fract() == 0.0 && (0.0..=255.0).contains(&value)).then_some(value as u8)
-}
-
-/// A progress bar drawn on stderr when it is a terminal (hidden otherwise or when disabled).
-fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
-    let target = if enabled {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), target);
-    if let Ok(style) =
-        ProgressStyle::with_template("pairs [{bar:30}] {pos}/{len} examples {elapsed} (eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 /// Ids of the records an interrupted run left in the output file.

@@ -1,0 +1,58 @@
+//! What `pairs` and `eval` both read before scoring: the probe catalog, the rubric and the prompt
+//! builder (each from its file or the library's built-in one), and their progress bar.
+
+use crate::error::Result;
+use debias_guard::guard::ProbeCatalog;
+use debias_guard::{PromptBuilder, PromptLayout, Rubric};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+
+/// The probe catalog, rubric and prompt builder of a run.
+#[derive(Debug)]
+pub struct ScoringInputs {
+    /// Spurious-context wordings and controls.
+    pub catalog: ProbeCatalog,
+    /// The items the examples' `item` ids refer to.
+    pub rubric: Rubric,
+    /// The one prompt builder.
+    pub builder: PromptBuilder,
+}
+
+impl ScoringInputs {
+    /// Loads each file given, or takes the library's built-in catalog, rubric and layout.
+    pub fn load(
+        probes: Option<&PathBuf>,
+        rubric: Option<&PathBuf>,
+        layout: Option<&PathBuf>,
+    ) -> Result<Self> {
+        Ok(Self {
+            catalog: match probes {
+                Some(p) => ProbeCatalog::load(p)?,
+                None => ProbeCatalog::builtin(),
+            },
+            rubric: match rubric {
+                Some(p) => Rubric::load(p)?,
+                None => Rubric::builtin(),
+            },
+            builder: match layout {
+                Some(p) => PromptBuilder::new(PromptLayout::load(p)?)?,
+                None => PromptBuilder::default(),
+            },
+        })
+    }
+}
+
+/// A progress bar on stderr with indicatif's `template`, drawn only when stderr is a terminal
+/// and `enabled` is set.
+pub fn progress_bar(enabled: bool, total: u64, template: &str) -> ProgressBar {
+    let target = if enabled {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
