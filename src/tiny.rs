@@ -1,11 +1,13 @@
 //! Small random models written as real GGUF files, with a real byte-level BPE tokenizer and a
 //! ChatML template, so tests, examples and bindings can exercise every code path in seconds.
 
-use crate::error::{Error, Result};
-use candle_core::quantized::gguf_file::{self, Value};
+use crate::error::Result;
+use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use std::path::Path;
+
+pub use crate::gguf::write_gguf;
 
 /// Control tokens of the tiny vocabulary (ChatML markers and end of text).
 pub const TINY_SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -152,22 +154,6 @@ pub type GgufParts = (Vec<(String, Value)>, Vec<(String, QTensor)>);
 pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> Result<()> {
     let (metadata, tensors) = tiny_gguf_parts(spec)?;
     write_gguf(path, &metadata, &tensors)
-}
-
-/// Writes metadata and tensors as a GGUF file (atomically: temp file, then rename).
-pub fn write_gguf(
-    path: &Path,
-    metadata: &[(String, Value)],
-    tensors: &[(String, QTensor)],
-) -> Result<()> {
-    let md_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tmp = path.with_extension("gguf.partial");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    gguf_file::write(&mut file, &md_refs, &t_refs)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
 }
 
 /// The metadata and random tensors of the model described by `spec`.

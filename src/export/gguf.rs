@@ -8,10 +8,9 @@
 
 use crate::adapter::{validated_modules, PeftAdapter};
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, Value};
+use crate::gguf::{write_gguf, GgufFile, Value};
 use crate::model::names::rows_halves_to_pairs;
 use crate::model::{Architecture, ModelConfig, Projection};
-use crate::tiny::write_gguf;
 use candle_core::quantized::gguf_file;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};

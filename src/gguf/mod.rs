@@ -1,10 +1,13 @@
 //! GGUF files: a bounds-checked parser of the header, metadata and tensor table, and
-//! loading of single tensors into candle's quantized tensors without copying the whole file.
+//! loading of single tensors into candle's quantized tensors without copying the whole file;
+//! [`write_gguf`] writes models and adapters.
 
 mod reader;
 mod value;
+mod write;
 
 pub use value::{MetadataExt, Value};
+pub use write::write_gguf;
 
 use crate::error::{Error, Result};
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
