@@ -8,7 +8,7 @@ CARGO      ?= cargo
 # C ABI, header, install, C/C++/Go bindings and examples.
 include mk/ffi.mk
 
-.PHONY: all model build audit test lint unit bench fixtures clean trainer-gpu-check
+.PHONY: all model build audit test lint unit bench bench-trainer fixtures clean trainer-gpu-check
 
 all: build
 
@@ -51,6 +51,10 @@ bench: model
 	$(CARGO) bench --locked --bench engine
 	bash scripts/setup_reference_env.sh
 	.venv-ref/bin/python scripts/bench_llamacpp.py --prompts target/bench/prompts.json --out target/bench/llamacpp.json
+
+## Trainer throughput on the CPU (one reference pass, one training micro-batch).
+bench-trainer: model
+	$(CARGO) bench --locked -p debias-guard-trainer --bench train_step
 
 ## Regenerate the llama.cpp parity fixtures (needs the reference venv; several minutes).
 fixtures: model
