@@ -1,5 +1,6 @@
 //! What `pairs` and `eval` both read before scoring: the probe catalog, the rubric and the prompt
-//! builder (each from its file or the library's built-in one), and their progress bar.
+//! builder (each from its file or the library's built-in one), the command-line flags that name
+//! those files, and their progress bar.
 
 use crate::error::Result;
 use debias_guard::guard::ProbeCatalog;
@@ -18,23 +19,34 @@ pub struct ScoringInputs {
     pub builder: PromptBuilder,
 }
 
-impl ScoringInputs {
+/// The files a run takes its probe catalog, rubric and prompt layout from (`None`: the library's
+/// built-in one); flattened into the `pairs` and `eval` command lines.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct InputFiles {
+    /// Probe catalog JSON (default: built-in).
+    #[arg(long)]
+    pub probes: Option<PathBuf>,
+    /// Rubric JSON the examples' item ids refer to (default: built-in).
+    #[arg(long)]
+    pub rubric: Option<PathBuf>,
+    /// Prompt layout JSON (default: built-in).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
+}
+
+impl InputFiles {
     /// Loads each file given, or takes the library's built-in catalog, rubric and layout.
-    pub fn load(
-        probes: Option<&PathBuf>,
-        rubric: Option<&PathBuf>,
-        layout: Option<&PathBuf>,
-    ) -> Result<Self> {
-        Ok(Self {
-            catalog: match probes {
+    pub fn load(&self) -> Result<ScoringInputs> {
+        Ok(ScoringInputs {
+            catalog: match &self.probes {
                 Some(p) => ProbeCatalog::load(p)?,
                 None => ProbeCatalog::builtin(),
             },
-            rubric: match rubric {
+            rubric: match &self.rubric {
                 Some(p) => Rubric::load(p)?,
                 None => Rubric::builtin(),
             },
-            builder: match layout {
+            builder: match &self.layout {
                 Some(p) => PromptBuilder::new(PromptLayout::load(p)?)?,
                 None => PromptBuilder::default(),
             },

@@ -3,6 +3,7 @@
 
 use debias_guard::tiny::{write_tiny_gguf, TinySpec};
 use debias_guard_trainer::eval::{self, AdapterSpec, EvalOptions, EvalReport};
+use debias_guard_trainer::inputs::InputFiles;
 use debias_guard_trainer::Error;
 use std::path::PathBuf;
 
@@ -38,9 +39,7 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
         test,
         adapters: Vec::new(),
         mitigation: true,
-        probes: None,
-        rubric: None,
-        layout: None,
+        inputs: InputFiles::default(),
         limit: None,
         threads: 2,
         out_dir: dir.join("out"),

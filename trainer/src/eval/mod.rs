@@ -20,7 +20,7 @@ pub mod report;
 
 use crate::data::Example;
 use crate::error::{Error, Result};
-use crate::inputs::{progress_bar, ScoringInputs};
+use crate::inputs::{progress_bar, InputFiles, ScoringInputs};
 use debias_guard::{Engine, EngineOptions, Rubric, SplitSelection, Transcript};
 use measure::{measure_example, ExampleMeasurement, ProbeGroup};
 use report::{compare_with_base, group_name, summarise, ConditionKind};
@@ -82,12 +82,8 @@ pub struct EvalOptions {
     pub adapters: Vec<AdapterSpec>,
     /// Also evaluate the prompt-mitigation baseline.
     pub mitigation: bool,
-    /// Probe catalog file (default: the built-in catalog).
-    pub probes: Option<PathBuf>,
-    /// Rubric file the examples' item ids refer to (default: the built-in rubric).
-    pub rubric: Option<PathBuf>,
-    /// Prompt layout file (default: the built-in layout).
-    pub layout: Option<PathBuf>,
+    /// Probe catalog, rubric and prompt layout files (default: the built-in ones).
+    pub inputs: InputFiles,
     /// Evaluate only the first N examples.
     pub limit: Option<usize>,
     /// Engine worker threads (0 = all cores).
@@ -116,15 +112,9 @@ pub struct EvalArgs {
     /// Skip the prompt-mitigation baseline.
     #[arg(long)]
     pub no_mitigation: bool,
-    /// Probe catalog JSON (default: built-in).
-    #[arg(long)]
-    pub probes: Option<PathBuf>,
-    /// Rubric JSON (default: built-in).
-    #[arg(long)]
-    pub rubric: Option<PathBuf>,
-    /// Prompt layout JSON (default: built-in).
-    #[arg(long)]
-    pub layout: Option<PathBuf>,
+    /// Probe catalog, rubric and prompt layout files.
+    #[command(flatten)]
+    pub inputs: InputFiles,
     /// Evaluate only the first N examples.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -146,9 +136,7 @@ impl From<EvalArgs> for EvalOptions {
             test: a.test,
             adapters: a.adapters,
             mitigation: !a.no_mitigation,
-            probes: a.probes,
-            rubric: a.rubric,
-            layout: a.layout,
+            inputs: a.inputs,
             limit: a.limit,
             threads: a.threads,
             out_dir: a.out,
@@ -184,11 +172,7 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         catalog,
         rubric,
         builder,
-    } = ScoringInputs::load(
-        opts.probes.as_ref(),
-        opts.rubric.as_ref(),
-        opts.layout.as_ref(),
-    )?;
+    } = opts.inputs.load()?;
     let mut examples = crate::data::read_examples(&opts.test)?;
     if let Some(limit) = opts.limit {
         examples.truncate(limit);

@@ -19,7 +19,7 @@ pub mod respond;
 
 use crate::data::{Example, JsonlAppender, PreferencePair};
 use crate::error::{Error, Result};
-use crate::inputs::{progress_bar, ScoringInputs};
+use crate::inputs::{progress_bar, InputFiles, ScoringInputs};
 use debias_guard::guard::reasoned::{ReasoningOptions, MAX_REASONING_TOKENS};
 use debias_guard::{Engine, EngineOptions, Transcript};
 use respond::{RatingChoice, Response};
@@ -39,12 +39,8 @@ pub struct PairsOptions {
     pub input: PathBuf,
     /// Output JSONL of [`PreferencePair`] (appended to when it exists: resume).
     pub output: PathBuf,
-    /// Probe catalog file (default: the built-in catalog).
-    pub probes: Option<PathBuf>,
-    /// Rubric file the examples' item ids refer to (default: the built-in rubric).
-    pub rubric: Option<PathBuf>,
-    /// Prompt layout file (default: the built-in layout).
-    pub layout: Option<PathBuf>,
+    /// Probe catalog, rubric and prompt layout files (default: the built-in ones).
+    pub inputs: InputFiles,
     /// Contexts per example, drawn without replacement (None = every train wording).
     pub contexts_per_example: Option<usize>,
     /// Seed of the context draw and of sampling.
@@ -70,9 +66,7 @@ impl PairsOptions {
             model,
             input,
             output,
-            probes: None,
-            rubric: None,
-            layout: None,
+            inputs: InputFiles::default(),
             contexts_per_example: None,
             seed: 0,
             max_tokens: DEFAULT_MAX_TOKENS,
@@ -123,15 +117,9 @@ pub struct PairsArgs {
     /// Output pairs (JSONL; resumed when it exists).
     #[arg(long)]
     pub output: PathBuf,
-    /// Probe catalog JSON (default: built-in).
-    #[arg(long)]
-    pub probes: Option<PathBuf>,
-    /// Rubric JSON (default: built-in).
-    #[arg(long)]
-    pub rubric: Option<PathBuf>,
-    /// Prompt layout JSON (default: built-in).
-    #[arg(long)]
-    pub layout: Option<PathBuf>,
+    /// Probe catalog, rubric and prompt layout files.
+    #[command(flatten)]
+    pub inputs: InputFiles,
     /// Contexts drawn per example (default: every train wording).
     #[arg(long)]
     pub contexts_per_example: Option<usize>,
@@ -161,9 +149,7 @@ impl From<PairsArgs> for PairsOptions {
             model: a.model,
             input: a.input,
             output: a.output,
-            probes: a.probes,
-            rubric: a.rubric,
-            layout: a.layout,
+            inputs: a.inputs,
             contexts_per_example: a.contexts_per_example,
             seed: a.seed,
             max_tokens: a.max_tokens,
@@ -208,11 +194,7 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
         catalog,
         rubric,
         builder,
-    } = ScoringInputs::load(
-        opts.probes.as_ref(),
-        opts.rubric.as_ref(),
-        opts.layout.as_ref(),
-    )?;
+    } = opts.inputs.load()?;
     let contexts = contexts::train_contexts(&catalog);
     if contexts.is_empty() {
         return Err(Error::Config(
