@@ -1,11 +1,14 @@
 //! The training loop on a tiny generated model: the policy starts equal to the reference, one step
-//! lowers the loss on its batch, and an interrupted + resumed run ends with the same adapter as an
-//! uninterrupted one.
+//! lowers the loss on its batch, packed micro-batches give the loss of separate rows, and an
+//! interrupted + resumed run ends with the same adapter as an uninterrupted one.
 
+use burn::tensor::{Tensor, TensorData};
 use debias_guard::tiny::{write_tiny_gguf, TinySpec};
 use debias_guard_trainer::data::{write_jsonl, PreferencePair};
-use debias_guard_trainer::loss::{LossConfig, Objective};
-use debias_guard_trainer::model::{load_peft, LoraAdapter};
+use debias_guard_trainer::loss::{self, LossConfig, LossInputs, Objective, PairLogProbs};
+use debias_guard_trainer::model::{
+    load_peft, sequence_logprobs, token_logprobs, LoraAdapter, ScoredSequence, TokenBatch,
+};
 use debias_guard_trainer::optim::{Optimiser, Schedule};
 use debias_guard_trainer::train::{
     self, data_digest, fill_reference, load_base, micro_batch_loss, tokenize_pairs, DeviceChoice,
@@ -133,6 +136,67 @@ fn fresh_policy_equals_the_reference_and_one_step_lowers_the_loss() {
     );
     assert!(after.stats.reward_margin > 0.0, "{:?}", after.stats);
     assert!(after.stats.sft_loss < before.stats.sft_loss);
+}
+
+/// The loss of a micro-batch from separate rows: one forward of chosen + rejected, one of the
+/// SFT sequences (the layout before pairs were packed), for comparison.
+fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
+    let device = t.decoder.device();
+    let row = |values: Vec<f32>| {
+        let n = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [n]), device)
+    };
+    let m = t.pairs.len();
+    let mut inputs = LossInputs {
+        pairs: None,
+        sft_token_mean: None,
+    };
+    if config.objective.uses_dpo() {
+        let seqs: Vec<ScoredSequence> = t
+            .pairs
+            .iter()
+            .map(|p| p.chosen.clone())
+            .chain(t.pairs.iter().map(|p| p.rejected.clone()))
+            .collect();
+        let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
+        let sum = sequence_logprobs(&t.decoder, &tb, Some(&t.adapter))
+            .unwrap()
+            .sum;
+        inputs.pairs = Some(PairLogProbs {
+            policy_chosen: sum.clone().narrow(0, 0, m),
+            policy_rejected: sum.narrow(0, m, m),
+            reference_chosen: row(t.pairs.iter().map(|p| p.reference.0).collect()),
+            reference_rejected: row(t.pairs.iter().map(|p| p.reference.1).collect()),
+        });
+    }
+    if config.objective.uses_sft() {
+        let seqs: Vec<ScoredSequence> = t.pairs.iter().map(|p| p.sft.clone()).collect();
+        let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
+        let lp = token_logprobs(&t.decoder, &tb, Some(&t.adapter)).unwrap();
+        inputs.sft_token_mean = Some(lp.per_sequence().mean);
+    }
+    loss::compute(config, inputs).unwrap().stats.loss
+}
+
+#[test]
+fn packed_micro_batches_give_the_loss_of_separate_rows() {
+    let dir = scratch("packed");
+    let mut t = trainer(&dir, 3);
+    t.train_step().unwrap(); // B != 0 from here on, so the adapter takes part
+    for pairs in [3, 1] {
+        t.pairs.truncate(pairs);
+        let batch: Vec<_> = t.pairs.iter().collect();
+        for objective in [Objective::Debias, Objective::DpoOnly, Objective::SftOnly] {
+            let config = LossConfig::new(objective);
+            let (packed, _) = micro_batch_loss(&t.decoder, &t.adapter, &config, &batch).unwrap();
+            let separate = unpacked_loss(&t, &config);
+            assert!(
+                (packed.stats.loss - separate).abs() < 1e-5,
+                "{objective:?}, {pairs} pairs: packed {} vs separate rows {separate}",
+                packed.stats.loss
+            );
+        }
+    }
 }
 
 fn adapter_values(dir: &Path, model: &Path) -> Vec<Vec<f32>> {

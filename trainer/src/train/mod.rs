@@ -8,13 +8,15 @@
 //!    the base) or the adapter of the checkpoint being resumed.
 //! 3. Reference log-probs (adapter off) of every chosen/rejected answer, computed once and cached
 //!    in `{out}/reference_logps.json`.
-//! 4. Each optimiser step takes `micro_batch × grad_accum` pairs in the epoch's shuffled order
+//! 4. Each micro-batch is one forward pass in which each pair is one packed row: its sequences
+//!    share the transcript, which is computed once ([`TokenBatch::packed`]).
+//! 5. Each optimiser step takes `micro_batch × grad_accum` pairs in the epoch's shuffled order
 //!    (a pure function of seed and epoch), accumulates the gradients of the micro-batches (each
 //!    loss scaled by its share of the step's pairs), clips by global norm, and applies AdamW
 //!    with the scheduled learning rate. One metrics line per step.
-//! 5. Every `checkpoint_every` steps and at the end: a checkpoint (adapter, optimiser, step).
+//! 6. Every `checkpoint_every` steps and at the end: a checkpoint (adapter, optimiser, step).
 //!    `--resume` continues from it and gives the same final adapter as an uninterrupted run.
-//! 6. At the end: plots of the metrics and the PEFT adapter in `{out}/adapter`.
+//! 7. At the end: plots of the metrics and the PEFT adapter in `{out}/adapter`.
 //!
 //! The device is a run-time choice (`--device cpu|vulkan|cuda`): burn 0.22 carries the backend in
 //! the `Device`, so the GPU path is this same code.
@@ -333,17 +335,24 @@ fn tensor1(values: Vec<f32>, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(values, [n]), device)
 }
 
-/// Summed response log-probs of `sequences` under the base model (adapter off), in chunks.
+/// Summed (chosen, rejected) response log-probs of each pair under the base model (adapter
+/// off), `chunk` pairs per forward pass, each pair's shared prompt computed once.
 fn reference_logps(
     decoder: &Decoder,
-    sequences: &[ScoredSequence],
+    pairs: &[PreparedPair],
     chunk: usize,
-) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(sequences.len());
-    for part in sequences.chunks(chunk.max(1)) {
-        let batch = TokenBatch::new(part, decoder.config())?;
+) -> Result<Vec<(f32, f32)>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for part in pairs.chunks(chunk.max(1)) {
+        let groups: Vec<[ScoredSequence; 2]> = part
+            .iter()
+            .map(|p| [p.chosen.clone(), p.rejected.clone()])
+            .collect();
+        let rows: Vec<&[ScoredSequence]> = groups.iter().map(|g| g.as_slice()).collect();
+        let batch = TokenBatch::packed(&rows, decoder.config())?;
         let lp = sequence_logprobs(decoder, &batch, None)?;
-        out.extend(read_f32(&lp.sum.detach())?);
+        let sums = read_f32(&lp.sum.detach())?;
+        out.extend(sums.chunks_exact(2).map(|r| (r[0], r[1])));
     }
     Ok(out)
 }
@@ -382,14 +391,9 @@ pub fn fill_reference(
             }
         }
     }
-    let mut seqs = Vec::with_capacity(2 * prepared.len());
-    for p in prepared.iter() {
-        seqs.push(p.chosen.clone());
-        seqs.push(p.rejected.clone());
-    }
-    let lp = reference_logps(decoder, &seqs, 2 * chunk)?;
-    for (p, r) in prepared.iter_mut().zip(lp.chunks_exact(2)) {
-        p.reference = (r[0], r[1]);
+    let lp = reference_logps(decoder, prepared, chunk)?;
+    for (p, r) in prepared.iter_mut().zip(lp) {
+        p.reference = r;
     }
     let cache = ReferenceCache {
         key: key.to_string(),
@@ -424,8 +428,21 @@ pub fn adapter_param_ids(adapter: &LoraAdapter) -> Vec<ParamId> {
         .collect()
 }
 
+/// Column `k` of a `[rows × width]` row-major vector, `[rows]` (differentiable).
+fn column(values: Tensor<1>, rows: usize, width: usize, k: usize) -> Tensor<1> {
+    values
+        .reshape([rows, width])
+        .narrow(1, k, 1)
+        .reshape([rows])
+}
+
 /// The loss of one micro-batch under the current adapter (differentiable) and the number of
-/// tokens its forward passes processed.
+/// tokens it scored (each sequence's full length, shared prompts counted once per sequence).
+///
+/// One forward pass: each pair is one packed row (see [`TokenBatch::packed`]) holding the
+/// sequences the objective needs — chosen and rejected (DPO), then the gold answer after the
+/// neutral prompt (SFT). The prompts differ only near their end (the context sentence), so the
+/// transcript is computed once per pair instead of once per sequence.
 pub fn micro_batch_loss(
     decoder: &Decoder,
     adapter: &LoraAdapter,
@@ -433,35 +450,40 @@ pub fn micro_batch_loss(
     batch: &[&PreparedPair],
 ) -> Result<(loss::LossOutput, usize)> {
     let device = decoder.device();
-    let config = decoder.config();
+    let objective = loss_config.objective;
     let m = batch.len();
-    let mut tokens = 0usize;
+    let groups: Vec<Vec<ScoredSequence>> = batch
+        .iter()
+        .map(|p| {
+            let mut g = Vec::with_capacity(3);
+            if objective.uses_dpo() {
+                g.extend([p.chosen.clone(), p.rejected.clone()]);
+            }
+            if objective.uses_sft() {
+                g.push(p.sft.clone());
+            }
+            g
+        })
+        .collect();
+    let width = groups.first().map_or(0, Vec::len);
+    let tokens = groups.iter().flatten().map(|s| s.tokens().len()).sum();
+    let rows: Vec<&[ScoredSequence]> = groups.iter().map(Vec::as_slice).collect();
+    let tb = TokenBatch::packed(&rows, decoder.config())?;
+    let scores = token_logprobs(decoder, &tb, Some(adapter))?.per_sequence();
     let mut inputs = LossInputs {
         pairs: None,
         sft_token_mean: None,
     };
-    if loss_config.objective.uses_dpo() {
-        let seqs: Vec<ScoredSequence> = batch
-            .iter()
-            .map(|p| p.chosen.clone())
-            .chain(batch.iter().map(|p| p.rejected.clone()))
-            .collect();
-        tokens += seqs.iter().map(|s| s.tokens().len()).sum::<usize>();
-        let tb = TokenBatch::new(&seqs, config)?;
-        let sum = sequence_logprobs(decoder, &tb, Some(adapter))?.sum;
+    if objective.uses_dpo() {
         inputs.pairs = Some(PairLogProbs {
-            policy_chosen: sum.clone().narrow(0, 0, m),
-            policy_rejected: sum.narrow(0, m, m),
+            policy_chosen: column(scores.sum.clone(), m, width, 0),
+            policy_rejected: column(scores.sum.clone(), m, width, 1),
             reference_chosen: tensor1(batch.iter().map(|p| p.reference.0).collect(), device),
             reference_rejected: tensor1(batch.iter().map(|p| p.reference.1).collect(), device),
         });
     }
-    if loss_config.objective.uses_sft() {
-        let seqs: Vec<ScoredSequence> = batch.iter().map(|p| p.sft.clone()).collect();
-        tokens += seqs.iter().map(|s| s.tokens().len()).sum::<usize>();
-        let tb = TokenBatch::new(&seqs, config)?;
-        let lp = token_logprobs(decoder, &tb, Some(adapter))?.per_sequence();
-        inputs.sft_token_mean = Some(lp.mean);
+    if objective.uses_sft() {
+        inputs.sft_token_mean = Some(column(scores.mean, m, width, width - 1));
     }
     Ok((loss::compute(loss_config, inputs)?, tokens))
 }
