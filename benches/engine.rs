@@ -1,11 +1,15 @@
 //! Engine benchmark on the real default model: one score of a ~700-token transcript prompt, and
-//! the same transcript with 9 variants (neutral + 8 contexts) through the prefix tree.
+//! the same transcript with 9 variants (neutral + 8 contexts) through the prefix tree; then both
+//! again with a rank-16 LoRA adapter on every projection, alternating with the base model run by
+//! run, for the adapter's run-time cost.
 //!
 //! Run: `cargo bench --bench engine` (results: target/bench/engine.json; the prompts go to
 //! target/bench/prompts.json for scripts/bench_llamacpp.py). Options via env: BENCH_RUNS (5),
 //! BENCH_THREADS (2).
 
+use debias_guard::adapter::PeftConfig;
 use debias_guard::guard::probes::{PoleSide, ProbeKind};
+use debias_guard::tiny::tiny_adapter;
 use debias_guard::{
     Engine, EngineOptions, LabelPrompt, ProbeCatalog, PromptBuilder, Rubric, SplitSelection,
     Transcript,
@@ -84,6 +88,60 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> usize) -> (f64, Vec<f64>, usize
     (median(times.clone()), times, evaluated)
 }
 
+/// Medians of `base` and `adapted`, timed alternately (one warm-up each) so both see the same
+/// machine load.
+fn time_alternating(
+    runs: usize,
+    mut base: impl FnMut(),
+    mut adapted: impl FnMut(),
+) -> (f64, f64, Vec<f64>, Vec<f64>) {
+    base();
+    adapted();
+    let (mut b, mut a) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let t = Instant::now();
+        base();
+        b.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        adapted();
+        a.push(t.elapsed().as_secs_f64());
+    }
+    (median(b.clone()), median(a.clone()), b, a)
+}
+
+/// Base vs adapter timings of one score and of the 9 variants.
+fn adapter_overhead(engine: &Engine, prompts: &[LabelPrompt], runs: usize) -> serde_json::Value {
+    let modules = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+    let adapter = tiny_adapter(engine.config(), PeftConfig::lora(16, 32.0, &modules), 7)
+        .expect("random adapter");
+    engine.add_adapter("bench", &adapter).expect("add adapter");
+    let adapted = engine.with_adapter(Some("bench")).expect("adapter handle");
+    let mut out = serde_json::Map::new();
+    for (name, set) in [("single", &prompts[..1]), ("variants9", prompts)] {
+        let (base_s, adapter_s, base_runs, adapter_runs) = time_alternating(
+            runs,
+            || drop(engine.score_many(set).expect("score")),
+            || drop(adapted.score_many(set).expect("score")),
+        );
+        out.insert(
+            name.into(),
+            json!({
+                "base_median_s": base_s, "adapter_median_s": adapter_s,
+                "ratio": adapter_s / base_s, "base_runs_s": base_runs, "adapter_runs_s": adapter_runs,
+            }),
+        );
+    }
+    json!({"rank": 16, "modules": modules, "timings": out})
+}
+
 fn main() {
     let runs = env_usize("BENCH_RUNS", 5);
     let threads = env_usize("BENCH_THREADS", 2);
@@ -143,6 +201,7 @@ fn main() {
         let (_, stats) = engine.score_many(&prompts).expect("score");
         stats.tokens_evaluated
     });
+    let adapter = adapter_overhead(&engine, &prompts, runs);
     let all_prompt_tokens: usize = prompt_tokens.iter().sum();
     let report = json!({
         "model": model_name,
@@ -157,6 +216,7 @@ fn main() {
             "tokens_evaluated": shared_eval, "prompt_tokens_per_s": all_prompt_tokens as f64 / shared,
             "ratio_to_single": shared / single,
         },
+        "adapter": adapter,
         "peak_rss_mib": peak_rss_mib(),
     });
     std::fs::write(

@@ -75,6 +75,16 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
+    /// The tokenizer of a model without its weights: a GGUF file's embedded vocabulary, or a
+    /// Hugging Face directory's `tokenizer.json` and `tokenizer_config.json`.
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        if crate::hf::is_model_dir(path) {
+            crate::hf::HfModelDir::open(path)?.tokenizer()
+        } else {
+            Self::from_gguf(&GgufFile::open(path)?)
+        }
+    }
+
     /// Rebuilds the tokenizer stored in a GGUF file's metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let md = &file.metadata;

@@ -8,6 +8,7 @@ use common::{max_logit_diff, scratch_dir, tiny_model, SAMPLE_TRANSCRIPT};
 use debias_guard::export::{write_hf_dir, HfWriteOptions};
 use debias_guard::hf::StoreDtype;
 use debias_guard::tiny::TinySpec;
+use debias_guard::tokenizer::TextTokenizer;
 use debias_guard::weights::DenseCheckpoint;
 use debias_guard::{Engine, EngineOptions, Error};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,11 @@ fn check_same_model(name: &str, spec: &TinySpec) {
     let text = format!("{SAMPLE_TRANSCRIPT}Rating: 5");
     let tokens = a.tokenize(&text).unwrap();
     assert_eq!(tokens, b.tokenize(&text).unwrap(), "same tokens");
+    // The tokenizer alone (no weights read) encodes like the engines' tokenizers.
+    for path in [&gguf, &dir] {
+        let alone = TextTokenizer::open(path).expect("tokenizer alone");
+        assert_eq!(alone.encode(&text).unwrap(), tokens, "{}", path.display());
+    }
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let la = a.logits(&tokens, &positions).unwrap();
     let lb = b.logits(&tokens, &positions).unwrap();
@@ -105,6 +111,13 @@ fn broken_directories_give_typed_errors() {
     std::fs::write(dir2.join("config.json"), "{\"model_type\": \"llama\"").unwrap();
     let err = Engine::open(&dir2, &options()).unwrap_err();
     assert!(matches!(err, Error::ModelFile { .. }), "{err}");
+    let err = TextTokenizer::open(&dir2).unwrap_err();
+    assert!(matches!(err, Error::ModelFile { .. }), "{err}");
+    // Neither a directory nor a GGUF file: the tokenizer alone is refused too.
+    let err = TextTokenizer::open(&dir2.join("config.json")).unwrap_err();
+    assert!(err.to_string().contains("not a GGUF file"), "{err}");
+    let err = TextTokenizer::open(&dir2.join("missing.gguf")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
     // A truncated single file.
     let dir3 = as_hf_dir("hf-broken-weights", &gguf, StoreDtype::F32, 1);
     let weights = dir3.join("model.safetensors");

@@ -317,15 +317,7 @@ pub fn data_digest(prepared: &[PreparedPair]) -> String {
 
 /// Loads the base model: the decoder on `device` and the tokenizer.
 pub fn load_base(path: &Path, device: &Device) -> Result<(Decoder, TextTokenizer)> {
-    let tokenizer = {
-        let options = debias_guard::EngineOptions {
-            threads: 1,
-            ..Default::default()
-        };
-        debias_guard::Engine::open(path, &options)?
-            .tokenizer()
-            .clone()
-    };
+    let tokenizer = TextTokenizer::open(path)?;
     let decoder = Decoder::from_checkpoint(DenseCheckpoint::load(path)?, device)?;
     Ok((decoder, tokenizer))
 }
