@@ -9,6 +9,7 @@
 
 use debias_guard::adapter::PeftConfig;
 use debias_guard::guard::probes::{PoleSide, ProbeKind};
+use debias_guard::model::Projection;
 use debias_guard::tiny::tiny_adapter;
 use debias_guard::{
     Engine, EngineOptions, LabelPrompt, ProbeCatalog, PromptBuilder, Rubric, SplitSelection,
@@ -111,15 +112,7 @@ fn time_alternating(
 
 /// Base vs adapter timings of one score and of the 9 variants.
 fn adapter_overhead(engine: &Engine, prompts: &[LabelPrompt], runs: usize) -> serde_json::Value {
-    let modules = [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ];
+    let modules = Projection::ALL.map(|p| p.hf_module());
     let adapter = tiny_adapter(engine.config(), PeftConfig::lora(16, 32.0, &modules), 7)
         .expect("random adapter");
     engine.add_adapter("bench", &adapter).expect("add adapter");
