@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
 
-/// The catalog shipped with the library (7 categories × 2 poles × 4 wordings, 8 controls).
+/// The catalog shipped with the library: 7 categories × 2 poles × 5 wordings (3 `train`, 2
+/// `heldout`, of the same kinds), 10 controls (6 `train`, 4 `heldout`).
 pub const DEFAULT_PROBES_JSON: &str = include_str!("../../assets/probes/default.json");
 
 /// Largest probe catalog file accepted, in bytes.
