@@ -28,12 +28,21 @@ pub enum Objective {
     /// DPO + SFT where chosen is whichever answer's rating is closer to the model's own
     /// context-free (neutral) rating.
     SelfScoreDpo,
+    /// Direct-mode counterfactual consistency (no pairs): KL of each context prompt's rating
+    /// distribution to the stop-gradient neutral one, plus SFT of the gold label after every
+    /// prompt ([`crate::consistency`]).
+    Consistency,
 }
 
 impl Objective {
     /// Whether the DPO term is part of the loss.
     pub fn uses_dpo(self) -> bool {
-        !matches!(self, Objective::SftOnly)
+        !matches!(self, Objective::SftOnly | Objective::Consistency)
+    }
+
+    /// Whether the objective trains on preference pairs (else on examples, in rating groups).
+    pub fn needs_pairs(self) -> bool {
+        !matches!(self, Objective::Consistency)
     }
 
     /// Whether the SFT term is part of the loss.
@@ -46,6 +55,7 @@ impl Objective {
         match self {
             Objective::SftOnly => 1.0,
             Objective::DpoOnly => 0.0,
+            Objective::Consistency => 0.2,
             _ => 0.1,
         }
     }
@@ -60,6 +70,13 @@ pub struct LossConfig {
     pub beta: f64,
     /// Weight of the SFT term (0.1 in the paper).
     pub sft_weight: f64,
+    /// Weight of the consistency (KL) term of the `consistency` objective.
+    #[serde(default = "default_consistency_weight")]
+    pub consistency_weight: f64,
+}
+
+fn default_consistency_weight() -> f64 {
+    1.0
 }
 
 impl LossConfig {
@@ -69,6 +86,7 @@ impl LossConfig {
             objective,
             beta: 0.1,
             sft_weight: objective.default_sft_weight(),
+            consistency_weight: default_consistency_weight(),
         }
     }
 
@@ -85,6 +103,20 @@ impl LossConfig {
                 "SFT weight {} must be finite and >= 0",
                 self.sft_weight
             )));
+        }
+        if !(self.consistency_weight.is_finite() && self.consistency_weight >= 0.0) {
+            return Err(Error::Config(format!(
+                "consistency weight {} must be finite and >= 0",
+                self.consistency_weight
+            )));
+        }
+        if self.objective == Objective::Consistency
+            && self.consistency_weight == 0.0
+            && self.sft_weight == 0.0
+        {
+            return Err(Error::Config(
+                "consistency needs a positive consistency or SFT weight".into(),
+            ));
         }
         if self.objective == Objective::SftOnly && self.sft_weight == 0.0 {
             return Err(Error::Config("sft-only needs a positive SFT weight".into()));
@@ -137,6 +169,39 @@ pub struct LossStats {
     pub chosen_logp: f64,
     /// Mean policy log-prob of the rejected answers.
     pub rejected_logp: f64,
+    /// Consistency term (mean KL of context to neutral rating distributions), before weighting.
+    #[serde(default)]
+    pub consistency_loss: f64,
+    /// Mean |Δ expected score| between context and neutral prompts (direct mode, scale points).
+    #[serde(default)]
+    pub context_shift: f64,
+    /// Mean probability mass on the labels after the prompts (direct mode, 0–1).
+    #[serde(default)]
+    pub label_mass: f64,
+}
+
+impl LossStats {
+    /// Mean of several summaries, each weighted by its count (pairs or groups).
+    pub fn weighted_mean(parts: &[(LossStats, usize)]) -> Self {
+        let n: usize = parts.iter().map(|(_, k)| k).sum();
+        let avg = |f: fn(&LossStats) -> f64| {
+            parts.iter().map(|(s, k)| f(s) * *k as f64).sum::<f64>() / n.max(1) as f64
+        };
+        Self {
+            loss: avg(|s| s.loss),
+            dpo_loss: avg(|s| s.dpo_loss),
+            sft_loss: avg(|s| s.sft_loss),
+            reward_margin: avg(|s| s.reward_margin),
+            reward_accuracy: avg(|s| s.reward_accuracy),
+            chosen_reward: avg(|s| s.chosen_reward),
+            rejected_reward: avg(|s| s.rejected_reward),
+            chosen_logp: avg(|s| s.chosen_logp),
+            rejected_logp: avg(|s| s.rejected_logp),
+            consistency_loss: avg(|s| s.consistency_loss),
+            context_shift: avg(|s| s.context_shift),
+            label_mass: avg(|s| s.label_mass),
+        }
+    }
 }
 
 /// The loss tensor to back-propagate and its summaries.

@@ -3,6 +3,8 @@
 use crate::data::{read_jsonl_checked, write_jsonl, JsonlAppender};
 use crate::error::{Error, Result};
 use crate::loss::LossStats;
+use crate::train::validation::ValidationPoint;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -13,24 +15,10 @@ pub struct StepMetrics {
     pub step: usize,
     /// Fractional epoch reached after this step.
     pub epoch: f64,
-    /// Total loss.
-    pub loss: f64,
-    /// DPO term.
-    pub dpo_loss: f64,
-    /// SFT term (negative mean token log-prob of the gold answer).
-    pub sft_loss: f64,
-    /// Mean chosen-minus-rejected implicit reward.
-    pub reward_margin: f64,
-    /// Fraction of pairs whose margin is positive.
-    pub reward_accuracy: f64,
-    /// Mean implicit reward of the chosen answers.
-    pub chosen_reward: f64,
-    /// Mean implicit reward of the rejected answers.
-    pub rejected_reward: f64,
-    /// Mean policy log-prob of the chosen answers.
-    pub chosen_logp: f64,
-    /// Mean policy log-prob of the rejected answers.
-    pub rejected_logp: f64,
+    /// Loss terms and their summaries, means over the step's micro-batches weighted by their
+    /// pair (or group) counts (flattened into the JSON line).
+    #[serde(flatten)]
+    pub stats: LossStats,
     /// Learning rate used for this step.
     pub lr: f64,
     /// Global gradient norm before clipping.
@@ -50,22 +38,10 @@ impl StepMetrics {
         grad_norm: f64,
         tokens_per_s: f64,
     ) -> Self {
-        let n: usize = parts.iter().map(|(_, k)| k).sum();
-        let avg = |f: fn(&LossStats) -> f64| {
-            parts.iter().map(|(s, k)| f(s) * *k as f64).sum::<f64>() / n.max(1) as f64
-        };
         Self {
             step,
             epoch,
-            loss: avg(|s| s.loss),
-            dpo_loss: avg(|s| s.dpo_loss),
-            sft_loss: avg(|s| s.sft_loss),
-            reward_margin: avg(|s| s.reward_margin),
-            reward_accuracy: avg(|s| s.reward_accuracy),
-            chosen_reward: avg(|s| s.chosen_reward),
-            rejected_reward: avg(|s| s.rejected_reward),
-            chosen_logp: avg(|s| s.chosen_logp),
-            rejected_logp: avg(|s| s.rejected_logp),
+            stats: LossStats::weighted_mean(parts),
             lr,
             grad_norm,
             tokens_per_s,
@@ -73,16 +49,39 @@ impl StepMetrics {
     }
 }
 
-/// The metrics file of a run, appended to one line per step.
-pub struct MetricsLog {
-    out: JsonlAppender,
+/// A JSONL record that belongs to one optimiser step.
+pub trait StepRecord: Serialize + DeserializeOwned {
+    /// The optimiser step the record was written after.
+    fn step(&self) -> usize;
 }
 
-impl MetricsLog {
+impl StepRecord for StepMetrics {
+    fn step(&self) -> usize {
+        self.step
+    }
+}
+
+impl StepRecord for ValidationPoint {
+    fn step(&self) -> usize {
+        self.step
+    }
+}
+
+/// A per-step JSONL file of a run (metrics, validation), appended to one line at a time.
+pub struct StepLog<T> {
+    out: JsonlAppender,
+    kept: Vec<T>,
+}
+
+/// The metrics file of a run, one line per step.
+pub type MetricsLog = StepLog<StepMetrics>;
+
+impl<T: StepRecord> StepLog<T> {
     /// Starts a new file at `path`.
     pub fn create(path: &Path) -> Result<Self> {
         Ok(Self {
             out: JsonlAppender::create(path)?,
+            kept: Vec::new(),
         })
     }
 
@@ -92,22 +91,27 @@ impl MetricsLog {
         let (_, lines) = JsonlAppender::open_resumable(path)?;
         let mut kept = Vec::new();
         for (i, line) in lines.iter().enumerate() {
-            let m: StepMetrics = serde_json::from_str(line).map_err(|e| Error::Record {
+            let m: T = serde_json::from_str(line).map_err(|e| Error::Record {
                 path: path.to_path_buf(),
                 line: i + 1,
                 message: e.to_string(),
             })?;
-            if m.step <= done {
+            if m.step() <= done {
                 kept.push(m);
             }
         }
         write_jsonl(path, &kept)?;
         let (out, _) = JsonlAppender::open_resumable(path)?;
-        Ok(Self { out })
+        Ok(Self { out, kept })
     }
 
-    /// Appends one step.
-    pub fn append(&mut self, m: &StepMetrics) -> Result<()> {
+    /// The records a resumed file kept (empty for a new file).
+    pub fn kept(&self) -> &[T] {
+        &self.kept
+    }
+
+    /// Appends one record.
+    pub fn append(&mut self, m: &T) -> Result<()> {
         self.out.append(m)
     }
 }
@@ -160,6 +164,6 @@ mod tests {
             ..Default::default()
         };
         let s = StepMetrics::from_parts(1, 0.0, &[(a, 3), (b, 1)], 0.0, 0.0, 0.0);
-        assert!((s.loss - 1.75).abs() < 1e-12);
+        assert!((s.stats.loss - 1.75).abs() < 1e-12);
     }
 }

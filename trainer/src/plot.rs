@@ -166,9 +166,19 @@ pub fn training_charts(metrics: &[StepMetrics]) -> Vec<Chart> {
             title: "Loss",
             y_desc: "loss",
             series: vec![
-                series("total", |m| m.loss),
-                series("dpo", |m| m.dpo_loss),
-                series("sft", |m| m.sft_loss),
+                series("total", |m| m.stats.loss),
+                series("dpo", |m| m.stats.dpo_loss),
+                series("sft", |m| m.stats.sft_loss),
+                series("consistency", |m| m.stats.consistency_loss),
+            ],
+        },
+        Chart {
+            name: "direct",
+            title: "Direct-mode rating (training batches)",
+            y_desc: "points / mass",
+            series: vec![
+                series("mean |shift| by context", |m| m.stats.context_shift),
+                series("label mass", |m| m.stats.label_mass),
             ],
         },
         Chart {
@@ -176,10 +186,10 @@ pub fn training_charts(metrics: &[StepMetrics]) -> Vec<Chart> {
             title: "Implicit reward",
             y_desc: "reward",
             series: vec![
-                series("margin", |m| m.reward_margin),
-                series("accuracy", |m| m.reward_accuracy),
-                series("chosen", |m| m.chosen_reward),
-                series("rejected", |m| m.rejected_reward),
+                series("margin", |m| m.stats.reward_margin),
+                series("accuracy", |m| m.stats.reward_accuracy),
+                series("chosen", |m| m.stats.chosen_reward),
+                series("rejected", |m| m.stats.rejected_reward),
             ],
         },
         Chart {
@@ -228,7 +238,7 @@ mod tests {
             })
             .collect();
         let files = write_training_plots(&dir, &metrics).unwrap();
-        assert_eq!(files.len(), 8);
+        assert_eq!(files.len(), 10);
         for f in &files {
             let bytes = std::fs::read(f).unwrap();
             assert!(bytes.len() > 500, "{}", f.display());

@@ -55,6 +55,7 @@ fn loss_matches_the_pytorch_reference() {
             objective,
             beta: r["beta"].as_f64().unwrap(),
             sft_weight: r["sft_weight"].as_f64().unwrap(),
+            consistency_weight: 1.0,
         };
         let sft_means: Vec<f32> = case["sft_token_logps"]
             .as_array()

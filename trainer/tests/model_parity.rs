@@ -225,3 +225,44 @@ fn packed_rows_score_like_separate_rows() {
     assert!(diff < 1e-4, "separate {a:?} vs packed {b:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A rating group (one transcript, two prompt tails, three labels after each) packed as a trie
+/// in one row: each distinct prefix is computed once, and every label's log-prob equals the one
+/// from its own row.
+#[test]
+fn a_trie_of_prompt_tails_and_labels_scores_like_separate_rows() {
+    let dir = scratch_dir("trie");
+    let path = tiny_model(&dir, "llama", false);
+    let engine = engine(&path);
+    let config = engine.config().clone();
+    let device = Device::flex();
+    let model = decoder(&path, &device);
+    let tok = engine.tokenizer();
+    let transcript =
+        "TEACHER: Compare two thirds and three fifths.\nSTUDENT: Two thirds is bigger.\n";
+    let mut seqs = Vec::new();
+    for tail in [
+        "",
+        "Note: the teacher is new.\n",
+        "Note: the room is green.\n",
+    ] {
+        for label in ["Rating: 1", "Rating: 4", "Rating: 7"] {
+            let prompt = format!("{transcript}{tail}");
+            seqs.push(ScoredSequence::from_texts(tok, &prompt, label).unwrap());
+        }
+    }
+    let separate =
+        sequence_logprobs(&model, &TokenBatch::new(&seqs, &config).unwrap(), None).unwrap();
+    let trie = TokenBatch::packed(&[&seqs], &config).unwrap();
+    let prefixes: std::collections::HashSet<&[u32]> = seqs
+        .iter()
+        .flat_map(|s| (1..=s.tokens().len()).map(move |n| &s.tokens()[..n]))
+        .collect();
+    assert_eq!(trie.cells(), prefixes.len(), "one cell per distinct prefix");
+    assert_eq!(trie.padded_len(), prefixes.len());
+    let packed = sequence_logprobs(&model, &trie, None).unwrap();
+    let (a, b) = (values(separate.sum), values(packed.sum));
+    let diff = max_abs_diff(&a, &b);
+    assert!(diff < 1e-4, "separate {a:?} vs trie {b:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,7 +12,7 @@ use debias_guard_trainer::model::{
 use debias_guard_trainer::optim::{Optimiser, Schedule};
 use debias_guard_trainer::train::{
     self, data_digest, fill_reference, load_base, micro_batch_loss, tokenize_pairs, DeviceChoice,
-    TrainArgs, Trainer,
+    PreparedPair, TrainArgs, TrainData, Trainer,
 };
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,9 @@ fn pairs(n: usize) -> Vec<PreferencePair> {
 fn args(model: &Path, pairs: &Path, out: &Path) -> TrainArgs {
     TrainArgs {
         model: model.to_path_buf(),
-        pairs: pairs.to_path_buf(),
+        pairs: Some(pairs.to_path_buf()),
+        groups: Default::default(),
+        no_eos: false,
         out: out.to_path_buf(),
         objective: Objective::Debias,
         beta: 0.1,
@@ -77,6 +79,14 @@ fn args(model: &Path, pairs: &Path, out: &Path) -> TrainArgs {
     }
 }
 
+/// The pairs a pair-trained trainer holds.
+fn pairs_of(t: &Trainer) -> &[PreparedPair] {
+    match &t.data {
+        TrainData::Pairs(p) => p,
+        TrainData::Groups(_) => panic!("not a pair-trained trainer"),
+    }
+}
+
 /// A trainer over all `pairs` in one micro-batch (one optimiser step sees every pair).
 fn trainer(dir: &Path, n: usize) -> Trainer {
     let model = tiny_model(dir);
@@ -87,7 +97,7 @@ fn trainer(dir: &Path, n: usize) -> Trainer {
     a.grad_accum = 1;
     a.epochs = 1;
     let run = a.run_config(n).unwrap();
-    let mut prepared = tokenize_pairs(&tokenizer, Objective::Debias, &pairs(n)).unwrap();
+    let mut prepared = tokenize_pairs(&tokenizer, Objective::Debias, &pairs(n), true).unwrap();
     let digest = data_digest(&prepared);
     fill_reference(&decoder, &mut prepared, &digest, dir, 2).unwrap();
     let adapter = LoraAdapter::init(&run.lora, decoder.config(), &device).unwrap();
@@ -97,7 +107,7 @@ fn trainer(dir: &Path, n: usize) -> Trainer {
         optimiser: Optimiser::new(&run.optim),
         schedule: Schedule::new(&run.optim, 1),
         run,
-        pairs: prepared,
+        data: TrainData::Pairs(prepared),
         step: 0,
         total_steps: 1,
     }
@@ -107,7 +117,7 @@ fn trainer(dir: &Path, n: usize) -> Trainer {
 fn fresh_policy_equals_the_reference_and_one_step_lowers_the_loss() {
     let dir = scratch("step");
     let mut t = trainer(&dir, 3);
-    let batch: Vec<_> = t.pairs.iter().collect();
+    let batch: Vec<_> = pairs_of(&t).iter().collect();
     let config = LossConfig::new(Objective::Debias);
     let (before, tokens) = micro_batch_loss(&t.decoder, &t.adapter, &config, &batch).unwrap();
     assert!(tokens > 0);
@@ -123,10 +133,10 @@ fn fresh_policy_equals_the_reference_and_one_step_lowers_the_loss() {
     assert_eq!(m.step, 1);
     assert!(m.grad_norm > 0.0 && m.grad_norm.is_finite());
     assert!(
-        (m.loss - before.stats.loss).abs() < 1e-5,
+        (m.stats.loss - before.stats.loss).abs() < 1e-5,
         "metrics report the pre-update loss"
     );
-    let batch: Vec<_> = t.pairs.iter().collect();
+    let batch: Vec<_> = pairs_of(&t).iter().collect();
     let (after, _) = micro_batch_loss(&t.decoder, &t.adapter, &config, &batch).unwrap();
     assert!(
         after.stats.loss < before.stats.loss,
@@ -146,17 +156,16 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         let n = values.len();
         Tensor::<1>::from_data(TensorData::new(values, [n]), device)
     };
-    let m = t.pairs.len();
+    let m = pairs_of(&t).len();
     let mut inputs = LossInputs {
         pairs: None,
         sft_token_mean: None,
     };
     if config.objective.uses_dpo() {
-        let seqs: Vec<ScoredSequence> = t
-            .pairs
+        let seqs: Vec<ScoredSequence> = pairs_of(t)
             .iter()
             .map(|p| p.chosen.clone())
-            .chain(t.pairs.iter().map(|p| p.rejected.clone()))
+            .chain(pairs_of(&t).iter().map(|p| p.rejected.clone()))
             .collect();
         let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
         let sum = sequence_logprobs(&t.decoder, &tb, Some(&t.adapter))
@@ -165,12 +174,12 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         inputs.pairs = Some(PairLogProbs {
             policy_chosen: sum.clone().narrow(0, 0, m),
             policy_rejected: sum.narrow(0, m, m),
-            reference_chosen: row(t.pairs.iter().map(|p| p.reference.0).collect()),
-            reference_rejected: row(t.pairs.iter().map(|p| p.reference.1).collect()),
+            reference_chosen: row(pairs_of(t).iter().map(|p| p.reference.0).collect()),
+            reference_rejected: row(pairs_of(t).iter().map(|p| p.reference.1).collect()),
         });
     }
     if config.objective.uses_sft() {
-        let seqs: Vec<ScoredSequence> = t.pairs.iter().map(|p| p.sft.clone()).collect();
+        let seqs: Vec<ScoredSequence> = pairs_of(&t).iter().map(|p| p.sft.clone()).collect();
         let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
         let lp = token_logprobs(&t.decoder, &tb, Some(&t.adapter)).unwrap();
         inputs.sft_token_mean = Some(lp.per_sequence().mean);
@@ -184,8 +193,10 @@ fn packed_micro_batches_give_the_loss_of_separate_rows() {
     let mut t = trainer(&dir, 3);
     t.train_step().unwrap(); // B != 0 from here on, so the adapter takes part
     for pairs in [3, 1] {
-        t.pairs.truncate(pairs);
-        let batch: Vec<_> = t.pairs.iter().collect();
+        if let TrainData::Pairs(p) = &mut t.data {
+            p.truncate(pairs);
+        }
+        let batch: Vec<_> = pairs_of(&t).iter().collect();
         for objective in [Objective::Debias, Objective::DpoOnly, Objective::SftOnly] {
             let config = LossConfig::new(objective);
             let (packed, _) = micro_batch_loss(&t.decoder, &t.adapter, &config, &batch).unwrap();
@@ -259,7 +270,7 @@ fn interrupted_and_resumed_run_ends_with_the_same_adapter() {
         debias_guard_trainer::metrics::read_metrics(&dir.join("metrics.jsonl"))
             .unwrap()
             .iter()
-            .map(|m| (m.step, m.loss))
+            .map(|m| (m.step, m.stats.loss))
             .collect()
     };
     assert_eq!(losses(&whole), losses(&split));

@@ -80,18 +80,20 @@ impl ScoredSequence {
 /// Sequences laid out in a `[rows, len]` grid, with the rows the scorer reads.
 ///
 /// [`TokenBatch::new`] puts one sequence per row. [`TokenBatch::packed`] puts a group of
-/// sequences that share a beginning (chosen and rejected answers to one prompt) in one row: the
-/// shared prefix once, then each sequence's remainder as a branch that sees the prefix and itself
-/// but not the other branches, at the positions it would have alone. Scores are the same either
-/// way; packing computes the prefix once.
+/// sequences in one row as a token trie: every distinct prefix is one cell, laid out in
+/// depth-first order, and a cell attends to itself and its ancestors only, at the position it
+/// would have alone. Sequences that share a beginning (a transcript, then several prompt tails,
+/// then several labels after each tail) compute each shared token once; scores are the same as
+/// with one row per sequence.
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
     tokens: Vec<u32>,
-    /// Position id of every grid cell (RoPE).
+    /// Position id of every grid cell (RoPE): its depth in the trie.
     positions: Vec<usize>,
-    /// Branch of every grid cell: 0 for a shared prefix, `k + 1` for the k-th branch of its
-    /// row, [`PAD_BRANCH`] for padding.
-    branches: Vec<u32>,
+    /// One past the last cell of every cell's subtree, within its row (depth-first order, so
+    /// the cells a query sees are exactly those `key` with `key <= query < subtree_end[key]`).
+    /// A padded cell's subtree is itself.
+    subtree_end: Vec<u32>,
     rows: usize,
     len: usize,
     /// Flat index `row * len + p` of each position whose next-token distribution is scored.
@@ -101,16 +103,81 @@ pub struct TokenBatch {
     /// Which sequence each of `predict_rows` belongs to.
     owners: Vec<usize>,
     sequences: usize,
+    /// Token cells that are not padding.
+    cells: usize,
 }
 
-/// Branch id of padded cells (they see the prefix and earlier padding, and nobody sees them).
-const PAD_BRANCH: u32 = u32::MAX;
+/// A token trie of one row under construction: node `0` is the root (no token).
+struct Trie {
+    token: Vec<u32>,
+    depth: Vec<usize>,
+    children: Vec<Vec<usize>>,
+}
+
+impl Trie {
+    fn new() -> Self {
+        Self {
+            token: vec![0],
+            depth: vec![0],
+            children: vec![Vec::new()],
+        }
+    }
+
+    /// Inserts a sequence and returns its node per position.
+    fn insert(&mut self, tokens: &[u32]) -> Vec<usize> {
+        let mut node = 0;
+        let mut path = Vec::with_capacity(tokens.len());
+        for (p, &t) in tokens.iter().enumerate() {
+            let found = self.children[node]
+                .iter()
+                .copied()
+                .find(|&c| self.token[c] == t);
+            node = match found {
+                Some(c) => c,
+                None => {
+                    let c = self.token.len();
+                    self.token.push(t);
+                    self.depth.push(p);
+                    self.children.push(Vec::new());
+                    self.children[node].push(c);
+                    c
+                }
+            };
+            path.push(node);
+        }
+        path
+    }
+
+    /// Depth-first order of the nodes below the root: the cell of each node and the subtree
+    /// end of each cell.
+    fn layout(&self) -> (Vec<usize>, Vec<usize>) {
+        let n = self.token.len();
+        let mut cell_of = vec![usize::MAX; n];
+        let mut order = Vec::with_capacity(n - 1);
+        let mut stack: Vec<usize> = self.children[0].iter().rev().copied().collect();
+        while let Some(node) = stack.pop() {
+            cell_of[node] = order.len();
+            order.push(node);
+            stack.extend(self.children[node].iter().rev().copied());
+        }
+        let mut end: Vec<usize> = (1..=order.len()).collect();
+        for (cell, &node) in order.iter().enumerate().rev() {
+            let last = self.children[node]
+                .iter()
+                .map(|&c| end[cell_of[c]])
+                .max()
+                .unwrap_or(cell + 1);
+            end[cell] = last;
+        }
+        (cell_of, end)
+    }
+}
 
 /// One row under construction.
 struct Row {
     tokens: Vec<u32>,
     positions: Vec<usize>,
-    branches: Vec<u32>,
+    subtree_end: Vec<usize>,
 }
 
 impl TokenBatch {
@@ -121,9 +188,9 @@ impl TokenBatch {
         Self::packed(&groups, config)
     }
 
-    /// One row per group: the group's longest common token prefix once, then each sequence's
-    /// remaining tokens as a branch. Sequences are numbered in order across groups (the score
-    /// of `groups[0][1]` is entry 1, …).
+    /// One row per group, laid out as the trie of the group's sequences (each shared prefix
+    /// once). Sequences are numbered in order across groups (the score of `groups[0][1]` is
+    /// entry 1, …).
     pub fn packed(groups: &[&[ScoredSequence]], config: &ModelConfig) -> Result<Self> {
         if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
             return Err(Error::Model(
@@ -134,48 +201,27 @@ impl TokenBatch {
         let mut reads: Vec<(usize, usize, u32, usize)> = Vec::new(); // (row, cell, target, owner)
         let mut owner = 0;
         for (r, group) in groups.iter().enumerate() {
+            let mut trie = Trie::new();
+            let mut paths = Vec::with_capacity(group.len());
             for seq in group.iter() {
-                check_sequence(owner, seq, config)?;
-                owner += 1;
+                check_sequence(owner + paths.len(), seq, config)?;
+                paths.push(trie.insert(&seq.tokens));
             }
-            let shared = group
-                .iter()
-                .map(|s| common_prefix(&group[0].tokens, &s.tokens))
-                .min()
-                .unwrap_or(0);
-            // With one sequence the whole of it is the prefix; otherwise keep at least one token
-            // in each branch so every branch has a cell of its own.
-            let shared = if group.len() == 1 {
-                shared
-            } else {
-                group
-                    .iter()
-                    .map(|s| s.tokens.len() - 1)
-                    .fold(shared, usize::min)
-            };
+            let (cell_of, subtree_end) = trie.layout();
             let mut row = Row {
-                tokens: group[0].tokens[..shared].to_vec(),
-                positions: (0..shared).collect(),
-                branches: vec![0; shared],
+                tokens: vec![0; subtree_end.len()],
+                positions: vec![0; subtree_end.len()],
+                subtree_end,
             };
-            let first_owner = owner - group.len();
-            for (k, seq) in group.iter().enumerate() {
-                let branch_start = row.tokens.len();
-                row.tokens.extend_from_slice(&seq.tokens[shared..]);
-                row.positions.extend(shared..seq.tokens.len());
-                row.branches
-                    .extend(std::iter::repeat_n(k as u32 + 1, seq.tokens.len() - shared));
-                // Cell holding the sequence's token at position p.
-                let cell = |p: usize| {
-                    if p < shared {
-                        p
-                    } else {
-                        branch_start + p - shared
-                    }
-                };
+            for node in 1..trie.token.len() {
+                row.tokens[cell_of[node]] = trie.token[node];
+                row.positions[cell_of[node]] = trie.depth[node];
+            }
+            for (seq, path) in group.iter().zip(&paths) {
                 for p in seq.response_start..seq.tokens.len() {
-                    reads.push((r, cell(p - 1), seq.tokens[p], first_owner + k));
+                    reads.push((r, cell_of[path[p - 1]], seq.tokens[p], owner));
                 }
+                owner += 1;
             }
             rows.push(row);
         }
@@ -183,16 +229,18 @@ impl TokenBatch {
         let mut batch = Self {
             tokens: Vec::with_capacity(rows.len() * len),
             positions: Vec::with_capacity(rows.len() * len),
-            branches: Vec::with_capacity(rows.len() * len),
+            subtree_end: Vec::with_capacity(rows.len() * len),
             rows: rows.len(),
             len,
             predict_rows: reads.iter().map(|&(r, c, _, _)| r * len + c).collect(),
             targets: reads.iter().map(|&(_, _, t, _)| t).collect(),
             owners: reads.iter().map(|&(_, _, _, o)| o).collect(),
             sequences: owner,
+            cells: rows.iter().map(|r| r.tokens.len()).sum(),
         };
         for row in rows {
-            let pad = len - row.tokens.len();
+            let used = row.tokens.len();
+            let pad = len - used;
             let next = row.positions.iter().max().map_or(0, |p| p + 1);
             batch.tokens.extend(row.tokens);
             batch.tokens.extend(std::iter::repeat_n(PAD_TOKEN, pad));
@@ -201,8 +249,10 @@ impl TokenBatch {
             batch
                 .positions
                 .extend((0..pad).map(|i| (next + i).min(config.context_length - 1)));
-            batch.branches.extend(row.branches);
-            batch.branches.extend(std::iter::repeat_n(PAD_BRANCH, pad));
+            batch
+                .subtree_end
+                .extend(row.subtree_end.into_iter().map(|e| e as u32));
+            batch.subtree_end.extend((used..len).map(|c| c as u32 + 1));
         }
         Ok(batch)
     }
@@ -228,6 +278,11 @@ impl TokenBatch {
         self.sequences
     }
 
+    /// Token cells computed, padding excluded (each shared prefix counted once).
+    pub fn cells(&self) -> usize {
+        self.cells
+    }
+
     /// Row length (longest row).
     pub fn padded_len(&self) -> usize {
         self.len
@@ -243,15 +298,10 @@ impl TokenBatch {
         &self.positions
     }
 
-    /// Whether, in `row`, the token in cell `query` attends to the token in cell `key`: keys
-    /// at or before the query that are in the shared prefix or in the query's own branch.
+    /// Whether, in `row`, the token in cell `query` attends to the token in cell `key`: `key`
+    /// is `query` or one of its ancestors in the row's trie (padding sees only itself).
     pub fn sees(&self, row: usize, query: usize, key: usize) -> bool {
-        if key > query {
-            return false;
-        }
-        let base = row * self.len;
-        let (qb, kb) = (self.branches[base + query], self.branches[base + key]);
-        kb == 0 || kb == qb
+        key <= query && query < self.subtree_end[row * self.len + key] as usize
     }
 
     /// Flat `row * padded_len + cell` index of each cell whose next token is scored, sequence
