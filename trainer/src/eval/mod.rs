@@ -345,49 +345,34 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         (conditions.len() * (prepared.len() + subset)) as u64,
         "{msg:>24} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
     );
-    let find = |list: Option<&Vec<ConditionResult>>, c: &Condition| {
-        list.and_then(|l| l.iter().find(|e| e.name == c.name && e.condition == c.kind))
-            .cloned()
-    };
-    let mut results = Vec::with_capacity(conditions.len());
-    for c in &conditions {
-        if let Some(done) = find(earlier.as_ref().map(|e| &e.conditions), c) {
-            results.push(done);
-            bar.inc(prepared.len() as u64);
-            continue;
-        }
-        bar.set_message(c.name.clone());
-        let t = Instant::now();
-        let mut records = Vec::with_capacity(prepared.len());
-        for p in &prepared {
-            let m = measure_example(
+    let results = measure_conditions(
+        &conditions,
+        earlier.as_ref().map(|e| e.conditions.as_slice()),
+        &prepared,
+        &bar,
+        "",
+        |c, p| {
+            measure_example(
                 &engines[c.engine],
                 &builder,
                 &p.transcript,
                 p.item,
                 &probes,
                 c.mitigate,
-            )?;
-            records.push(record(p, m));
-            bar.inc(1);
-        }
-        results.push(condition_result(c, records, t.elapsed().as_secs_f64()));
-    }
+            )
+        },
+    )?;
     let mut reasoned = None;
     if subset > 0 {
         let t = Instant::now();
-        let mut measured = Vec::with_capacity(conditions.len());
-        for c in &conditions {
-            if let Some(done) = find(earlier_reasoned.map(|r| &r.conditions), c) {
-                measured.push(done);
-                bar.inc(subset as u64);
-                continue;
-            }
-            bar.set_message(format!("{} (reasoned)", c.name));
-            let tc = Instant::now();
-            let mut records = Vec::with_capacity(subset);
-            for p in &prepared[..subset] {
-                let m = measure_example_reasoned(
+        let measured = measure_conditions(
+            &conditions,
+            earlier_reasoned.map(|r| r.conditions.as_slice()),
+            &prepared[..subset],
+            &bar,
+            " (reasoned)",
+            |c, p| {
+                measure_example_reasoned(
                     &engines[c.engine],
                     &builder,
                     &p.transcript,
@@ -395,19 +380,12 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
                     &probes,
                     c.mitigate,
                     &reasoning,
-                )?;
-                records.push(record(p, m));
-                bar.inc(1);
-            }
-            measured.push(condition_result(c, records, tc.elapsed().as_secs_f64()));
-        }
-        let mut transcripts: Vec<&str> =
-            prepared[..subset].iter().map(|p| p.key.as_str()).collect();
-        transcripts.sort_unstable();
-        transcripts.dedup();
+                )
+            },
+        )?;
         reasoned = Some(ReasonedSection {
             examples: subset,
-            transcripts: transcripts.len(),
+            transcripts: count_transcripts(&prepared[..subset]),
             max_reasoning_tokens: opts.max_reasoning_tokens,
             conditions: measured,
             seed_means: Vec::new(),
@@ -416,15 +394,12 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     }
     bar.finish_and_clear();
 
-    let mut keys: Vec<&str> = prepared.iter().map(|p| p.key.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
     let mut report = EvalReport {
         schema_version: report::EVAL_SCHEMA_VERSION,
         model: opts.model.display().to_string(),
         test_set: opts.test.display().to_string(),
         examples: prepared.len(),
-        transcripts: keys.len(),
+        transcripts: count_transcripts(&prepared),
         probes: infos,
         bootstrap: opts.bootstrap,
         conditions: results,
@@ -439,6 +414,51 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     Ok(report)
 }
 
+/// Measures every condition on `records` with `measure`, or takes it from `earlier` (same name
+/// and kind); `suffix` labels the progress bar.
+fn measure_conditions(
+    conditions: &[Condition],
+    earlier: Option<&[ConditionResult]>,
+    records: &[Prepared<'_>],
+    bar: &indicatif::ProgressBar,
+    suffix: &str,
+    measure: impl Fn(&Condition, &Prepared<'_>) -> Result<ExampleMeasurement>,
+) -> Result<Vec<ConditionResult>> {
+    let mut out = Vec::with_capacity(conditions.len());
+    for c in conditions {
+        let done =
+            earlier.and_then(|l| l.iter().find(|e| e.name == c.name && e.condition == c.kind));
+        if let Some(done) = done {
+            out.push(done.clone());
+            bar.inc(records.len() as u64);
+            continue;
+        }
+        bar.set_message(format!("{}{suffix}", c.name));
+        let t = Instant::now();
+        let mut measured = Vec::with_capacity(records.len());
+        for p in records {
+            measured.push(record(p, measure(c, p)?));
+            bar.inc(1);
+        }
+        out.push(ConditionResult {
+            name: c.name.clone(),
+            condition: c.kind.clone(),
+            summary: report::Summary::default(),
+            seconds: t.elapsed().as_secs_f64(),
+            records: measured,
+        });
+    }
+    Ok(out)
+}
+
+/// Number of distinct transcripts among `records`.
+fn count_transcripts(records: &[Prepared<'_>]) -> usize {
+    let mut keys: Vec<&str> = records.iter().map(|p| p.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.len()
+}
+
 /// (Re)computes every summary and mean over seeds of `report` from its records, in both modes.
 pub fn summarise_report(report: &mut EvalReport) {
     report.seed_means =
@@ -446,17 +466,6 @@ pub fn summarise_report(report: &mut EvalReport) {
     if let Some(r) = &mut report.reasoned {
         r.seed_means =
             summary::summarise_conditions(&report.probes, &mut r.conditions, &report.bootstrap);
-    }
-}
-
-/// A measured condition, its summary left to [`summarise_report`].
-fn condition_result(c: &Condition, records: Vec<RecordResult>, seconds: f64) -> ConditionResult {
-    ConditionResult {
-        name: c.name.clone(),
-        condition: c.kind.clone(),
-        summary: report::Summary::default(),
-        seconds,
-        records,
     }
 }
 

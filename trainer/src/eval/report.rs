@@ -439,6 +439,13 @@ pub fn to_markdown(report: &EvalReport) -> String {
              First {} records ({} transcripts); measured in {:.0} s.\n",
             r.max_reasoning_tokens, r.examples, r.transcripts, r.seconds
         );
+        s.push_str("Generations that stopped at the token limit:");
+        for c in &r.conditions {
+            let hits: usize = c.records.iter().filter_map(|x| x.max_tokens_hits).sum();
+            let total: usize = c.records.iter().map(|x| x.deltas.len() + 1).sum();
+            let _ = write!(s, " {} {hits}/{total} ({:.0} s);", c.name, c.seconds);
+        }
+        s.push_str("\n\n");
         mode_tables(&mut s, &r.conditions, &r.seed_means);
     }
     s
