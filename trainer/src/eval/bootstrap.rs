@@ -66,10 +66,11 @@ impl ClusterResamples {
     /// Groups records by `keys` (one key per record, equal keys = one cluster) and draws
     /// `options.resamples` resamples of the clusters with replacement. The draws depend only on
     /// the grouping (clusters numbered in order of first appearance), the count and the seed.
+    /// With fewer than two clusters nothing can vary: no resamples are drawn (no intervals).
     pub fn new<K: PartialEq>(keys: &[K], options: &BootstrapOptions) -> Self {
         let clusters = clusters_of(keys);
         let mut rng = SplitMix64::new(options.seed);
-        let draws = if clusters.is_empty() {
+        let draws = if clusters.len() < 2 {
             Vec::new()
         } else {
             (0..options.resamples)
@@ -250,6 +251,14 @@ mod tests {
     fn clusters_keep_first_appearance_order() {
         let keys = ["b", "a", "b", "c", "a"];
         assert_eq!(clusters_of(&keys), vec![vec![0, 2], vec![1, 4], vec![3]]);
+    }
+
+    #[test]
+    fn one_cluster_gives_no_interval() {
+        let rs = ClusterResamples::new(&["a", "a", "a"], &BootstrapOptions::default());
+        assert!(rs.draws().is_empty());
+        let e = rs.estimate(|idx| mean_at(&[1.0, 2.0, 3.0], idx));
+        assert_eq!(e, Estimate::point_only(Some(2.0)));
     }
 
     #[test]

@@ -419,7 +419,7 @@ pub fn to_markdown(report: &EvalReport) -> String {
     let count = |k: &str| counts.get(k).copied().unwrap_or(0);
     let _ = writeln!(
         s,
-        "Test records: {} ({} transcripts); probe wordings: {} train, {} held-out, {} controls. \
+        "Test records: {}, transcripts: {}; probe wordings: {} train, {} held-out, {} controls. \
          Intervals: 95 % percentile bootstrap over transcripts ({} resamples, seed {}); \
          reductions are paired with the base.\n",
         report.examples,
@@ -436,7 +436,7 @@ pub fn to_markdown(report: &EvalReport) -> String {
         let _ = writeln!(
             s,
             "\n## Reasoned mode (greedy reasoning of at most {} tokens, then the rating)\n\n\
-             First {} records ({} transcripts); measured in {:.0} s.\n",
+             First {} records, {} transcripts; measured in {:.0} s.\n",
             r.max_reasoning_tokens, r.examples, r.transcripts, r.seconds
         );
         s.push_str("Generations that stopped at the token limit:");
