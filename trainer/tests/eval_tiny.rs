@@ -1,7 +1,11 @@
 //! `eval` end to end on a generated tiny model: base and prompt-mitigation conditions, every
-//! probe group counted, finite figures, and the JSON, Markdown and SVG outputs written.
+//! probe group counted, per-record signed deltas that reproduce the summaries, intervals around
+//! every point, the reasoned section, `--reuse` (schema 2 accepted, schema 1 refused), and the
+//! JSON, Markdown and SVG outputs written.
 
 use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_trainer::eval::bootstrap::{BootstrapOptions, Estimate};
+use debias_guard_trainer::eval::measure::ProbeGroup;
 use debias_guard_trainer::eval::{self, AdapterSpec, EvalOptions, EvalReport};
 use debias_guard_trainer::inputs::InputFiles;
 use debias_guard_trainer::Error;
@@ -41,6 +45,12 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
         mitigation: true,
         inputs: InputFiles::default(),
         limit: None,
+        reasoned_subset: 0,
+        max_reasoning_tokens: 4,
+        bootstrap: BootstrapOptions {
+            resamples: 200,
+            seed: 1,
+        },
         threads: 2,
         out_dir: dir.join("out"),
         reuse: None,
@@ -48,33 +58,82 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
     }
 }
 
+fn assert_brackets(e: &Estimate, what: &str) {
+    let p = e.point.unwrap_or_else(|| panic!("{what}: no point"));
+    let [lo, hi] = e.ci95.unwrap_or_else(|| panic!("{what}: no interval"));
+    assert!(
+        lo <= p + 1e-12 && p <= hi + 1e-12,
+        "{what}: {p} not in [{lo}, {hi}]"
+    );
+}
+
 #[test]
 fn eval_runs_end_to_end_on_a_tiny_model() {
     let dir = scratch("e2e");
     let opts = setup(&dir);
     let report = eval::run(&opts).expect("eval");
+    assert_eq!(report.schema_version, 2);
     assert_eq!(report.examples, 4);
+    assert_eq!(report.transcripts, 4);
     let names: Vec<&str> = report.conditions.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["base", "prompt-mitigation"]);
-    assert_eq!(report.probes["train_wordings"], 42);
-    assert_eq!(report.probes["heldout_wordings"], 14);
-    assert_eq!(report.probes["controls"], 8);
+    let counts = report.probe_counts();
+    assert_eq!(counts["train_wordings"], 42);
+    assert_eq!(counts["heldout_wordings"], 14);
+    assert_eq!(counts["controls"], 8);
+    assert_eq!(report.probes.len(), 64);
+    assert!(report
+        .probes
+        .iter()
+        .all(|p| (p.group == ProbeGroup::Control) == p.category.is_none()));
+    assert!(report.reasoned.is_none() && report.seed_means.is_empty());
+    let train: Vec<usize> = (0..report.probes.len())
+        .filter(|&k| report.probes[k].group == ProbeGroup::TrainWording)
+        .collect();
     for c in &report.conditions {
-        for v in [
-            c.bias.train_wordings,
-            c.bias.heldout_wordings,
-            c.bias.controls,
+        let s = &c.summary;
+        for (what, e) in [
+            ("train", &s.bias.train_wordings),
+            ("heldout", &s.bias.heldout_wordings),
+            ("controls", &s.bias.controls),
+            ("mae", &s.accuracy_expected.mae),
+            ("label mass", &s.label_mass),
         ] {
-            let v = v.expect("bias defined");
-            assert!(v.is_finite() && (0.0..=6.0).contains(&v), "{v}");
+            let v = e.point.expect("defined");
+            assert!(v.is_finite() && (0.0..=6.0).contains(&v), "{what} {v}");
+            assert_brackets(e, what);
         }
-        assert_eq!(c.bias_by_category.len(), 7);
-        let mae = c.accuracy_expected.mae.expect("mae");
-        assert!((0.0..=6.0).contains(&mae));
+        for e in [
+            &s.bias.excess_train_wordings,
+            &s.bias.excess_heldout_wordings,
+        ] {
+            assert_brackets(e, "excess");
+        }
+        assert_eq!(s.bias.by_category.len(), 7);
         assert!(c.seconds >= 0.0);
+        // The records carry signed deltas that reproduce the summary.
+        assert_eq!(c.records.len(), 4);
+        let ids: Vec<&str> = c.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["t-0", "t-1", "t-2", "t-3"]);
+        assert!(c.records.iter().all(|r| r.deltas.len() == 64
+            && r.transcript.starts_with("text:")
+            && r.max_tokens_hits.is_none()));
+        assert!(c.records.iter().flat_map(|r| &r.deltas).any(|d| *d < 0.0));
+        let flat: Vec<f64> = c
+            .records
+            .iter()
+            .flat_map(|r| train.iter().map(|&k| r.deltas[k].abs()))
+            .collect();
+        let mean = flat.iter().sum::<f64>() / flat.len() as f64;
+        assert!((mean - s.bias.train_wordings.point.unwrap()).abs() < 1e-12);
     }
-    assert!(report.conditions[0].vs_base.is_none());
-    assert!(report.conditions[1].vs_base.is_some());
+    assert!(report.conditions[0].summary.vs_base.is_none());
+    let change = report.conditions[1]
+        .summary
+        .vs_base
+        .as_ref()
+        .expect("vs base");
+    assert_brackets(&change.bias_reduction_train, "reduction");
 
     // The outputs are written and agree with the returned report.
     let json = std::fs::read_to_string(opts.out_dir.join(eval::REPORT_JSON)).unwrap();
@@ -82,18 +141,20 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     assert_eq!(back, report);
     let md = std::fs::read_to_string(opts.out_dir.join(eval::REPORT_MARKDOWN)).unwrap();
     assert!(md.contains("| base |") && md.contains("| prompt-mitigation |"));
+    assert!(md.contains(" [") && md.contains("Excess over the noise floor"));
+    assert!(!md.contains("Reasoned mode"));
     let svg = std::fs::read_to_string(opts.out_dir.join(eval::REPORT_CHART)).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("prompt-mitigation"));
 
-    // Same inputs, same numbers.
+    // Same inputs, same numbers (intervals included).
     let again = eval::run(&EvalOptions {
         out_dir: dir.join("out2"),
         ..opts.clone()
     })
     .expect("eval again");
     for (a, b) in report.conditions.iter().zip(&again.conditions) {
-        assert_eq!(a.bias, b.bias);
-        assert_eq!(a.accuracy_expected, b.accuracy_expected);
+        assert_eq!(a.summary, b.summary);
+        assert_eq!(a.records, b.records);
     }
 
     // Reusing the first report takes its conditions as they are (same seconds included).
@@ -109,9 +170,75 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
         out_dir: dir.join("out4"),
         limit: Some(2),
         reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
-        ..opts
+        ..opts.clone()
     });
     assert!(matches!(other, Err(Error::File { .. })), "{other:?}");
+    // So is a schema-1 report, with a message that says why.
+    let v1 = dir.join("v1.json");
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old["schema_version"] = 1.into();
+    std::fs::write(&v1, old.to_string()).unwrap();
+    let refused = eval::run(&EvalOptions {
+        out_dir: dir.join("out5"),
+        reuse: Some(v1),
+        ..opts
+    });
+    match refused {
+        Err(Error::File { message, .. }) => assert!(message.contains("schema 1"), "{message}"),
+        other => panic!("expected a file error, got {other:?}"),
+    }
+}
+
+#[test]
+fn reasoned_subset_is_a_separate_section() {
+    let dir = scratch("reasoned");
+    let opts = EvalOptions {
+        reasoned_subset: 2,
+        max_reasoning_tokens: 3,
+        ..setup(&dir)
+    };
+    let report = eval::run(&opts).expect("eval with reasoned subset");
+    let r = report.reasoned.as_ref().expect("reasoned section");
+    assert_eq!(
+        (r.examples, r.transcripts, r.max_reasoning_tokens),
+        (2, 2, 3)
+    );
+    assert!(r.seconds > 0.0);
+    let names: Vec<&str> = r.conditions.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["base", "prompt-mitigation"]);
+    for c in &r.conditions {
+        assert_eq!(c.records.len(), 2);
+        for rec in &c.records {
+            assert_eq!(rec.deltas.len(), 64);
+            assert!(rec.deltas.iter().all(|d| d.is_finite()));
+            assert!(rec.max_tokens_hits.is_some_and(|h| h <= 65));
+        }
+        let v = c.summary.bias.heldout_wordings.point.expect("bias");
+        assert!((0.0..=6.0).contains(&v));
+    }
+    assert!(r.conditions[1].summary.vs_base.is_some());
+    // Reasoned ratings differ from the direct ones of the same records.
+    assert_ne!(
+        r.conditions[0].records[0].neutral_expected,
+        report.conditions[0].records[0].neutral_expected
+    );
+    let md = std::fs::read_to_string(opts.out_dir.join(eval::REPORT_MARKDOWN)).unwrap();
+    assert!(md.contains("## Reasoned mode"));
+
+    // Reuse takes both sections when the subset matches.
+    let reused = eval::run(&EvalOptions {
+        out_dir: dir.join("again"),
+        reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
+        ..opts.clone()
+    })
+    .expect("reuse");
+    assert_eq!(reused.reasoned.as_ref().unwrap().conditions, r.conditions);
+
+    let bad = eval::run(&EvalOptions {
+        max_reasoning_tokens: 0,
+        ..opts
+    });
+    assert!(matches!(bad, Err(Error::Config(_))), "{bad:?}");
 }
 
 #[test]
@@ -136,8 +263,8 @@ fn adapters_are_evaluated_through_the_engine() {
     assert_eq!(names, ["base", "rand"]);
     // The random adapter changes the scores, so the two conditions cannot agree.
     assert_ne!(
-        report.conditions[0].bias.train_wordings,
-        report.conditions[1].bias.train_wordings
+        report.conditions[0].summary.bias.train_wordings,
+        report.conditions[1].summary.bias.train_wordings
     );
     let missing = EvalOptions {
         adapters: vec![format!("gone={}", dir.join("none").display())
@@ -164,6 +291,8 @@ fn bad_options_are_typed_errors() {
     ));
     let spec: AdapterSpec = "debias=out/adapter".parse().unwrap();
     assert_eq!(spec.name, "debias");
+    let seed: AdapterSpec = "consistency@s2=out/s2".parse().unwrap();
+    assert_eq!(seed.name, "consistency@s2");
 
     let dir = scratch("bad");
     let opts = setup(&dir);

@@ -1,10 +1,14 @@
 //! Measuring one condition (base, prompt mitigation or an adapter) on one test example: the
-//! neutral score and the bias delta of every probe wording, from the library's prefix-shared
-//! [`bias_deltas`] pass.
+//! neutral score and the signed bias delta of every probe wording, either in direct mode (the
+//! library's prefix-shared [`bias_deltas`] pass, rating read right after the prompt) or in
+//! reasoned mode (the library's [`reasoned::reason`] per variant, then the rating distribution
+//! after each reasoning).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use debias_guard::guard::reasoned::{self, ReasoningOptions};
 use debias_guard::guard::{bias_deltas, Probe, ProbeKind, Split};
-use debias_guard::{Engine, PromptBuilder, RubricItem, Transcript};
+use debias_guard::{Engine, FinishReason, PromptBuilder, RubricItem, Transcript};
+use serde::{Deserialize, Serialize};
 
 /// What one condition gives on one example.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,14 +19,14 @@ pub struct ExampleMeasurement {
     pub neutral_argmax: f64,
     /// Label probability mass of the neutral prompt before renormalisation (0–1).
     pub neutral_label_mass: f64,
-    /// Gold rating of the example.
-    pub gold: f64,
-    /// |Δ expected score| of each probe, in the order of the probe list given.
-    pub abs_deltas: Vec<f64>,
+    /// Signed Δ expected score (with wording − neutral) of each probe, in the probe list's order.
+    pub deltas: Vec<f64>,
+    /// Reasoned mode: generations (neutral included) that stopped at the token limit.
+    pub max_tokens_hits: Option<usize>,
 }
 
-/// Scores `item` on `transcript` neutrally and under every probe wording in one pass;
-/// `mitigate` adds the prompt-mitigation instruction to every prompt.
+/// Scores `item` on `transcript` neutrally and under every probe wording in one pass (direct
+/// mode); `mitigate` adds the prompt-mitigation instruction to every prompt.
 pub fn measure_example(
     engine: &Engine,
     builder: &PromptBuilder,
@@ -30,7 +34,6 @@ pub fn measure_example(
     item: &RubricItem,
     probes: &[Probe],
     mitigate: bool,
-    gold: f64,
 ) -> Result<ExampleMeasurement> {
     let contexts: Vec<&str> = probes.iter().map(|p| p.text.as_str()).collect();
     let batch = bias_deltas(engine, builder, transcript, item, &contexts, mitigate)?;
@@ -39,19 +42,62 @@ pub fn measure_example(
         neutral_expected: batch.neutral.expected,
         neutral_argmax: values[batch.neutral.argmax],
         neutral_label_mass: batch.neutral.label_mass,
-        gold,
-        abs_deltas: batch.deltas.iter().map(|d| d.abs_delta).collect(),
+        deltas: batch.deltas.iter().map(|d| d.delta).collect(),
+        max_tokens_hits: None,
+    })
+}
+
+/// Reasoned mode: generates a reasoning for the neutral prompt and for every probe wording
+/// (`options`, greedy in `eval`), then reads each rating distribution after its reasoning, all
+/// label prompts in one prefix-shared scoring pass.
+pub fn measure_example_reasoned(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    item: &RubricItem,
+    probes: &[Probe],
+    mitigate: bool,
+    options: &ReasoningOptions,
+) -> Result<ExampleMeasurement> {
+    let mut label_prompts = Vec::with_capacity(probes.len() + 1);
+    let mut hits = 0;
+    for context in std::iter::once(None).chain(probes.iter().map(|p| Some(p.text.as_str()))) {
+        let r = reasoned::reason(
+            engine, builder, transcript, item, context, mitigate, options,
+        )?;
+        if r.finish == FinishReason::MaxTokens {
+            hits += 1;
+        }
+        label_prompts.push(r.label_prompt);
+    }
+    let (dists, _) = engine.score_many(&label_prompts)?;
+    let (neutral, contextual) = dists
+        .split_first()
+        .ok_or_else(|| Error::Model("the engine returned no rating distribution".into()))?;
+    let values = item.label_values();
+    Ok(ExampleMeasurement {
+        neutral_expected: neutral.expected,
+        neutral_argmax: values[neutral.argmax],
+        neutral_label_mass: neutral.label_mass,
+        deltas: contextual
+            .iter()
+            .map(|d| d.expected - neutral.expected)
+            .collect(),
+        max_tokens_hits: Some(hits),
     })
 }
 
 /// Which group of probes a wording counts toward in the bias summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ProbeGroup {
     /// A category wording of the `train` split (the contexts pairs are built from).
+    #[serde(rename = "train")]
     TrainWording,
     /// A category wording of the `heldout` split (never seen in training).
+    #[serde(rename = "heldout")]
     HeldoutWording,
     /// A control sentence (non-social; its mean |Δ| is the noise floor).
+    #[serde(rename = "control")]
     Control,
 }
 

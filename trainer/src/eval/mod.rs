@@ -1,30 +1,40 @@
 //! Evaluation of a scorer before and after debiasing: the `eval` subcommand.
 //!
-//! On each test example (held-out transcripts) and for each condition — the base model, the
-//! prompt-mitigation baseline (the builder's `mitigate` instruction) and every adapter given —
-//! the neutral prompt and one prompt per probe wording are scored in one prefix-shared pass
-//! ([`debias_guard::guard::bias_deltas`], direct mode: the rating is read right after the
-//! prompt). Bias is the mean |Δ expected score| over examples × wordings, reported apart for the
-//! catalog's `train` and `heldout` wordings, with the controls as noise floor; accuracy compares
-//! the neutral expected score (and most probable label) with gold.
+//! On every test record (held-out transcripts; `--limit` for fewer) and for each condition —
+//! the base model, the prompt-mitigation baseline (the builder's `mitigate` instruction) and
+//! every adapter given — the neutral prompt and one prompt per probe wording are scored in one
+//! prefix-shared pass ([`debias_guard::guard::bias_deltas`], direct mode: the rating is read right
+//! after the prompt). The report keeps every record's signed Δ per wording; bias is the mean
+//! |Δ expected score| per probe group and category, beside the excess over the control noise
+//! floor; accuracy compares the neutral expected score (and most probable label) with gold. Every
+//! figure carries a 95 % bootstrap interval over transcripts, reductions against the base a
+//! paired one, and adapters named `stem@sN` get a mean-over-seeds row. `--reasoned-subset N`
+//! adds the same summaries in reasoned mode (greedy reasoning, then the rating) on the first N
+//! records.
 //!
 //! - [`metrics`]: correlations, MAE, exact match;
-//! - [`measure`]: one condition on one example;
-//! - [`report`]: the report type, summaries, Markdown;
+//! - [`bootstrap`]: cluster bootstrap intervals (pure functions);
+//! - [`measure`]: one condition on one example, direct or reasoned;
+//! - [`summary`]: every figure of the report from the records;
+//! - [`report`]: the report type and its Markdown;
 //! - [`plot`]: the SVG bias chart.
 
+pub mod bootstrap;
 pub mod measure;
 pub mod metrics;
 pub mod plot;
 pub mod report;
+pub mod summary;
 
 use crate::data::Example;
 use crate::error::{Error, Result};
 use crate::inputs::{progress_bar, InputFiles, ScoringInputs};
+use bootstrap::BootstrapOptions;
+use debias_guard::guard::reasoned::{ReasoningOptions, MAX_REASONING_TOKENS};
+use debias_guard::guard::{Probe, ProbeKind};
 use debias_guard::{Engine, EngineOptions, Rubric, SplitSelection, Transcript};
-use measure::{measure_example, ExampleMeasurement, ProbeGroup};
-use report::{compare_with_base, group_name, summarise, ConditionKind};
-use std::collections::BTreeMap;
+use measure::{measure_example, measure_example_reasoned, ExampleMeasurement, ProbeGroup};
+use report::{ConditionKind, ConditionResult, ProbeInfo, ReasonedSection, RecordResult};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,11 +46,13 @@ pub const REPORT_JSON: &str = "eval.json";
 pub const REPORT_MARKDOWN: &str = "eval.md";
 /// Bias chart.
 pub const REPORT_CHART: &str = "bias.svg";
+/// Default bound on each reasoned-mode generation, in tokens.
+pub const DEFAULT_EVAL_REASONING_TOKENS: usize = 64;
 
 /// An adapter to evaluate: a display name and its PEFT directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterSpec {
-    /// Name in the report (letters, digits, `-`, `_`, `.`).
+    /// Name in the report (letters, digits, `-`, `_`, `.`, `@`; `stem@sN` marks seed N of `stem`).
     pub name: String,
     /// Directory with `adapter_config.json` and `adapter_model.safetensors`.
     pub dir: PathBuf,
@@ -58,10 +70,11 @@ impl std::str::FromStr for AdapterSpec {
             && name.len() <= 64
             && name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
         if !valid || dir.is_empty() {
             return Err(Error::Config(format!(
-                "adapter `{s}`: NAME must be 1–64 letters, digits, `-`, `_` or `.`, and DIR non-empty"
+                "adapter `{s}`: NAME must be 1–64 letters, digits, `-`, `_`, `.` or `@`, and DIR \
+                 non-empty"
             )));
         }
         Ok(Self {
@@ -84,14 +97,21 @@ pub struct EvalOptions {
     pub mitigation: bool,
     /// Probe catalog, rubric and prompt layout files (default: the built-in ones).
     pub inputs: InputFiles,
-    /// Evaluate only the first N examples.
+    /// Evaluate only the first N examples (default: all).
     pub limit: Option<usize>,
+    /// Also evaluate the first N examples in reasoned mode (0 = not at all).
+    pub reasoned_subset: usize,
+    /// Most reasoning tokens per reasoned-mode generation.
+    pub max_reasoning_tokens: usize,
+    /// Resamples and seed of the bootstrap intervals.
+    pub bootstrap: BootstrapOptions,
     /// Engine worker threads (0 = all cores).
     pub threads: usize,
     /// Directory for `eval.json`, `eval.md` and `bias.svg` (created if missing).
     pub out_dir: PathBuf,
-    /// An earlier `eval.json` of the same model, test set and probes: conditions found there
-    /// (same name and kind) are taken from it instead of being measured again.
+    /// An earlier `eval.json` (schema 2) of the same model, test records and probes: conditions
+    /// found there (same name and kind) are taken from it instead of being measured again, in
+    /// each mode.
     pub reuse: Option<PathBuf>,
     /// Show a progress bar (drawn only on a terminal).
     pub progress: bool,
@@ -106,7 +126,7 @@ pub struct EvalArgs {
     /// Test examples (JSONL).
     #[arg(long)]
     pub test: PathBuf,
-    /// Adapter to evaluate, as NAME=DIR (repeatable).
+    /// Adapter to evaluate, as NAME=DIR (repeatable; NAME@s1, NAME@s2, … are averaged over seeds).
     #[arg(long = "adapter", value_name = "NAME=DIR")]
     pub adapters: Vec<AdapterSpec>,
     /// Skip the prompt-mitigation baseline.
@@ -115,16 +135,28 @@ pub struct EvalArgs {
     /// Probe catalog, rubric and prompt layout files.
     #[command(flatten)]
     pub inputs: InputFiles,
-    /// Evaluate only the first N examples.
+    /// Evaluate only the first N examples (default: every test record).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Also evaluate the first N examples in reasoned mode (slow: one generation per wording).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub reasoned_subset: usize,
+    /// Most reasoning tokens per reasoned-mode generation.
+    #[arg(long, default_value_t = DEFAULT_EVAL_REASONING_TOKENS)]
+    pub max_reasoning_tokens: usize,
+    /// Bootstrap resamples of the 95 % intervals (0 = no intervals).
+    #[arg(long, default_value_t = bootstrap::DEFAULT_RESAMPLES)]
+    pub bootstrap_resamples: usize,
+    /// Seed of the bootstrap resampling.
+    #[arg(long, default_value_t = bootstrap::DEFAULT_SEED)]
+    pub bootstrap_seed: u64,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Output directory (eval.json, eval.md, bias.svg).
     #[arg(long)]
     pub out: PathBuf,
-    /// Earlier eval.json (same model, test set, limit and probes) whose conditions are reused.
+    /// Earlier eval.json (same model, test records and probes) whose conditions are reused.
     #[arg(long)]
     pub reuse: Option<PathBuf>,
 }
@@ -138,6 +170,12 @@ impl From<EvalArgs> for EvalOptions {
             mitigation: !a.no_mitigation,
             inputs: a.inputs,
             limit: a.limit,
+            reasoned_subset: a.reasoned_subset,
+            max_reasoning_tokens: a.max_reasoning_tokens,
+            bootstrap: BootstrapOptions {
+                resamples: a.bootstrap_resamples,
+                seed: a.bootstrap_seed,
+            },
             threads: a.threads,
             out_dir: a.out,
             reuse: a.reuse,
@@ -146,12 +184,61 @@ impl From<EvalArgs> for EvalOptions {
     }
 }
 
+/// Largest number of bootstrap resamples accepted.
+pub const MAX_RESAMPLES: usize = 100_000;
+
 /// One condition to run.
 struct Condition {
     name: String,
     kind: ConditionKind,
     mitigate: bool,
     engine: usize,
+}
+
+/// One test record, ready to score.
+struct Prepared<'r> {
+    id: String,
+    key: String,
+    transcript: Transcript,
+    item: &'r debias_guard::RubricItem,
+    gold: f64,
+}
+
+/// The key that groups records of one transcript: the id's part before its last `/` (synth ids
+/// are `<transcript>/<item>`), else a hash of the transcript text (`text:<16 hex digits>`).
+pub fn transcript_key(id: &str, transcript_text: &str) -> String {
+    match id.rsplit_once('/') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+        _ => format!("text:{:016x}", fnv1a64(transcript_text.as_bytes())),
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that does not change between Rust versions.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The report's description of each probe.
+pub fn probe_infos(probes: &[Probe]) -> Vec<ProbeInfo> {
+    probes
+        .iter()
+        .map(|p| {
+            let (category, pole) = match &p.kind {
+                ProbeKind::Category { category, pole } => (Some(category.clone()), Some(*pole)),
+                ProbeKind::Control => (None, None),
+            };
+            ProbeInfo {
+                id: p.id.clone(),
+                group: ProbeGroup::of(p),
+                category,
+                pole,
+                split: p.split,
+                text: p.text.clone(),
+            }
+        })
+        .collect()
 }
 
 /// Runs the evaluation, writes `eval.json`, `eval.md` and `bias.svg` into `out_dir`, and
@@ -167,6 +254,22 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
             )));
         }
         names.push(a.name.clone());
+    }
+    if opts.bootstrap.resamples > MAX_RESAMPLES {
+        return Err(Error::Config(format!(
+            "--bootstrap-resamples {} is above {MAX_RESAMPLES}",
+            opts.bootstrap.resamples
+        )));
+    }
+    let reasoning = ReasoningOptions {
+        max_tokens: opts.max_reasoning_tokens,
+        ..ReasoningOptions::default()
+    };
+    if opts.reasoned_subset > 0 && reasoning.validate().is_err() {
+        return Err(Error::Config(format!(
+            "--max-reasoning-tokens {} is outside 1..={MAX_REASONING_TOKENS}",
+            opts.max_reasoning_tokens
+        )));
     }
     let ScoringInputs {
         catalog,
@@ -185,24 +288,23 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     }
     let prepared = prepare_examples(&examples, &rubric, &opts.test)?;
     let probes = catalog.probes(SplitSelection::All);
-    let groups: Vec<ProbeGroup> = probes.iter().map(ProbeGroup::of).collect();
-    let categories: Vec<Option<String>> = probes
-        .iter()
-        .map(|p| match &p.kind {
-            debias_guard::guard::ProbeKind::Category { category, .. } => Some(category.clone()),
-            debias_guard::guard::ProbeKind::Control => None,
-        })
-        .collect();
-    let mut probe_counts = BTreeMap::new();
-    for g in &groups {
-        *probe_counts.entry(group_name(*g).to_string()).or_insert(0) += 1;
-    }
+    let infos = probe_infos(&probes);
+    let subset = opts.reasoned_subset.min(prepared.len());
+    let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
     let earlier = match &opts.reuse {
-        Some(path) => {
-            reusable_conditions(path, &opts.model, &opts.test, prepared.len(), &probe_counts)?
-        }
-        None => Vec::new(),
+        Some(path) => Some(reusable_report(
+            path,
+            &opts.model,
+            &opts.test,
+            &ids,
+            &infos,
+        )?),
+        None => None,
     };
+    let earlier_reasoned = earlier
+        .as_ref()
+        .and_then(|e| e.reasoned.as_ref())
+        .filter(|r| r.examples == subset && r.max_reasoning_tokens == opts.max_reasoning_tokens);
 
     let load = Instant::now();
     let engine_options = EngineOptions {
@@ -240,61 +342,145 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
 
     let bar = progress_bar(
         opts.progress,
-        (conditions.len() * prepared.len()) as u64,
-        "{msg:>18} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
+        (conditions.len() * (prepared.len() + subset)) as u64,
+        "{msg:>24} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
     );
-    let mut results = Vec::with_capacity(conditions.len());
-    for c in &conditions {
-        if let Some(done) = earlier
-            .iter()
-            .find(|e| e.name == c.name && e.condition == c.kind)
-        {
-            results.push(report::ConditionResult {
-                vs_base: None,
-                ..done.clone()
-            });
-            bar.inc(prepared.len() as u64);
-            continue;
-        }
-        let t = Instant::now();
-        bar.set_message(c.name.clone());
-        let mut measurements: Vec<ExampleMeasurement> = Vec::with_capacity(prepared.len());
-        for (transcript, item, gold) in &prepared {
-            measurements.push(measure_example(
+    let results = measure_conditions(
+        &conditions,
+        earlier.as_ref().map(|e| e.conditions.as_slice()),
+        &prepared,
+        &bar,
+        "",
+        |c, p| {
+            measure_example(
                 &engines[c.engine],
                 &builder,
-                transcript,
-                item,
+                &p.transcript,
+                p.item,
                 &probes,
                 c.mitigate,
-                *gold,
-            )?);
-            bar.inc(1);
-        }
-        results.push(summarise(
-            &c.name,
-            c.kind.clone(),
-            &measurements,
-            &groups,
-            &categories,
-            t.elapsed().as_secs_f64(),
-        ));
+            )
+        },
+    )?;
+    let mut reasoned = None;
+    if subset > 0 {
+        let t = Instant::now();
+        let measured = measure_conditions(
+            &conditions,
+            earlier_reasoned.map(|r| r.conditions.as_slice()),
+            &prepared[..subset],
+            &bar,
+            " (reasoned)",
+            |c, p| {
+                measure_example_reasoned(
+                    &engines[c.engine],
+                    &builder,
+                    &p.transcript,
+                    p.item,
+                    &probes,
+                    c.mitigate,
+                    &reasoning,
+                )
+            },
+        )?;
+        reasoned = Some(ReasonedSection {
+            examples: subset,
+            transcripts: count_transcripts(&prepared[..subset]),
+            max_reasoning_tokens: opts.max_reasoning_tokens,
+            conditions: measured,
+            seed_means: Vec::new(),
+            seconds: t.elapsed().as_secs_f64(),
+        });
     }
     bar.finish_and_clear();
-    compare_with_base(&mut results);
 
-    let report = EvalReport {
+    let mut report = EvalReport {
         schema_version: report::EVAL_SCHEMA_VERSION,
         model: opts.model.display().to_string(),
         test_set: opts.test.display().to_string(),
         examples: prepared.len(),
-        probes: probe_counts,
+        transcripts: count_transcripts(&prepared),
+        probes: infos,
+        bootstrap: opts.bootstrap,
         conditions: results,
+        seed_means: Vec::new(),
+        reasoned,
         load_seconds,
-        total_seconds: started.elapsed().as_secs_f64(),
+        total_seconds: 0.0,
     };
+    summarise_report(&mut report);
+    report.total_seconds = started.elapsed().as_secs_f64();
     write_outputs(&report, &opts.out_dir)?;
     Ok(report)
+}
+
+/// Measures every condition on `records` with `measure`, or takes it from `earlier` (same name
+/// and kind); `suffix` labels the progress bar.
+fn measure_conditions(
+    conditions: &[Condition],
+    earlier: Option<&[ConditionResult]>,
+    records: &[Prepared<'_>],
+    bar: &indicatif::ProgressBar,
+    suffix: &str,
+    measure: impl Fn(&Condition, &Prepared<'_>) -> Result<ExampleMeasurement>,
+) -> Result<Vec<ConditionResult>> {
+    let mut out = Vec::with_capacity(conditions.len());
+    for c in conditions {
+        let done =
+            earlier.and_then(|l| l.iter().find(|e| e.name == c.name && e.condition == c.kind));
+        if let Some(done) = done {
+            out.push(done.clone());
+            bar.inc(records.len() as u64);
+            continue;
+        }
+        bar.set_message(format!("{}{suffix}", c.name));
+        let t = Instant::now();
+        let mut measured = Vec::with_capacity(records.len());
+        for p in records {
+            measured.push(record(p, measure(c, p)?));
+            bar.inc(1);
+        }
+        out.push(ConditionResult {
+            name: c.name.clone(),
+            condition: c.kind.clone(),
+            summary: report::Summary::default(),
+            seconds: t.elapsed().as_secs_f64(),
+            records: measured,
+        });
+    }
+    Ok(out)
+}
+
+/// Number of distinct transcripts among `records`.
+fn count_transcripts(records: &[Prepared<'_>]) -> usize {
+    let mut keys: Vec<&str> = records.iter().map(|p| p.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.len()
+}
+
+/// (Re)computes every summary and mean over seeds of `report` from its records, in both modes.
+pub fn summarise_report(report: &mut EvalReport) {
+    report.seed_means =
+        summary::summarise_conditions(&report.probes, &mut report.conditions, &report.bootstrap);
+    if let Some(r) = &mut report.reasoned {
+        r.seed_means =
+            summary::summarise_conditions(&report.probes, &mut r.conditions, &report.bootstrap);
+    }
+}
+
+/// One record of the report from its measurement.
+fn record(p: &Prepared<'_>, m: ExampleMeasurement) -> RecordResult {
+    RecordResult {
+        id: p.id.clone(),
+        transcript: p.key.clone(),
+        gold: p.gold,
+        neutral_expected: m.neutral_expected,
+        neutral_argmax: m.neutral_argmax,
+        neutral_label_mass: m.neutral_label_mass,
+        deltas: m.deltas,
+        max_tokens_hits: m.max_tokens_hits,
+    }
 }
 
 /// Validates each example's transcript, finds its rubric item and reads its gold rating.
@@ -302,7 +488,7 @@ fn prepare_examples<'r>(
     examples: &[Example],
     rubric: &'r Rubric,
     path: &Path,
-) -> Result<Vec<(Transcript, &'r debias_guard::RubricItem, f64)>> {
+) -> Result<Vec<Prepared<'r>>> {
     examples
         .iter()
         .enumerate()
@@ -320,20 +506,27 @@ fn prepare_examples<'r>(
                     ex.id, ex.item
                 ))
             })?;
-            Ok((transcript, item, f64::from(ex.gold)))
+            Ok(Prepared {
+                id: ex.id.clone(),
+                key: transcript_key(&ex.id, &ex.transcript),
+                transcript,
+                item,
+                gold: f64::from(ex.gold),
+            })
         })
         .collect()
 }
 
-/// Conditions of an earlier report, after checking it describes the same evaluation.
-fn reusable_conditions(
+/// Reads an earlier report for `--reuse`, after checking it describes the same evaluation
+/// (schema, model, test file, record ids and probe list).
+fn reusable_report(
     path: &Path,
     model: &Path,
     test: &Path,
-    examples: usize,
-    probes: &BTreeMap<String, usize>,
-) -> Result<Vec<report::ConditionResult>> {
-    const MAX_REPORT_BYTES: u64 = 64 << 20;
+    ids: &[&str],
+    probes: &[ProbeInfo],
+) -> Result<EvalReport> {
+    const MAX_REPORT_BYTES: u64 = 256 << 20;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut text = String::new();
     std::io::Read::read_to_string(
@@ -341,28 +534,42 @@ fn reusable_conditions(
         &mut text,
     )
     .map_err(|e| Error::io(path, e))?;
-    if text.len() as u64 > MAX_REPORT_BYTES {
-        return Err(Error::File {
-            path: path.to_path_buf(),
-            message: format!("is larger than {MAX_REPORT_BYTES} bytes"),
-        });
-    }
-    let earlier: EvalReport = serde_json::from_str(&text).map_err(|e| Error::File {
+    let file_err = |message: String| Error::File {
         path: path.to_path_buf(),
-        message: format!("not an eval report: {e}"),
-    })?;
-    let same = earlier.schema_version == report::EVAL_SCHEMA_VERSION
-        && earlier.model == model.display().to_string()
-        && earlier.test_set == test.display().to_string()
-        && earlier.examples == examples
-        && &earlier.probes == probes;
-    if !same {
-        return Err(Error::File {
-            path: path.to_path_buf(),
-            message: "was made with another model, test set, limit or probe catalog".into(),
-        });
+        message,
+    };
+    if text.len() as u64 > MAX_REPORT_BYTES {
+        return Err(file_err(format!("is larger than {MAX_REPORT_BYTES} bytes")));
     }
-    Ok(earlier.conditions)
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: u32,
+    }
+    let version: Version =
+        serde_json::from_str(&text).map_err(|e| file_err(format!("not an eval report: {e}")))?;
+    if version.schema_version != report::EVAL_SCHEMA_VERSION {
+        return Err(file_err(format!(
+            "is an eval report of schema {}, which keeps no per-record deltas; --reuse needs \
+             schema {} (rerun eval without --reuse)",
+            version.schema_version,
+            report::EVAL_SCHEMA_VERSION
+        )));
+    }
+    let earlier: EvalReport =
+        serde_json::from_str(&text).map_err(|e| file_err(format!("not an eval report: {e}")))?;
+    let same_records = |c: &ConditionResult| {
+        c.records.len() == ids.len() && c.records.iter().zip(ids).all(|(r, id)| r.id == *id)
+    };
+    let same = earlier.model == model.display().to_string()
+        && earlier.test_set == test.display().to_string()
+        && earlier.probes == probes
+        && earlier.conditions.iter().all(same_records);
+    if !same {
+        return Err(file_err(
+            "was made with another model, test set, limit or probe catalog".into(),
+        ));
+    }
+    Ok(earlier)
 }
 
 /// Loads a PEFT adapter into the base engine and returns a handle that runs it (the base

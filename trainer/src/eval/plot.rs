@@ -1,7 +1,9 @@
 //! The bias chart: mean |Δ expected score| per condition, train wordings beside held-out
-//! wordings, with the control noise floor as a line. Written as SVG (plotters' SVG backend
+//! wordings with their 95 % intervals as whiskers, and the control noise floor as a line.
+//! Written as SVG (plotters' SVG backend
 //! draws text without a font library; the bitmap backend would need one).
 
+use super::bootstrap::Estimate;
 use super::report::{ConditionResult, EvalReport};
 use crate::error::{Error, Result};
 use plotters::prelude::*;
@@ -12,7 +14,7 @@ const HELDOUT_COLOUR: RGBColor = RGBColor(237, 125, 49);
 const CONTROL_COLOUR: RGBColor = RGBColor(90, 90, 90);
 
 /// Picks one bias figure of a condition.
-type Pick = fn(&ConditionResult) -> Option<f64>;
+type Pick = fn(&ConditionResult) -> Estimate;
 
 /// Draws the bias chart of `report` to `path` (SVG).
 pub fn write_bias_chart(report: &EvalReport, path: &Path) -> Result<()> {
@@ -28,11 +30,9 @@ pub fn write_bias_chart(report: &EvalReport, path: &Path) -> Result<()> {
     let top = conditions
         .iter()
         .flat_map(|c| {
-            [
-                c.bias.train_wordings,
-                c.bias.heldout_wordings,
-                c.bias.controls,
-            ]
+            let b = &c.summary.bias;
+            [&b.train_wordings, &b.heldout_wordings, &b.controls]
+                .map(|e| e.ci95.map_or(e.point, |[_, hi]| Some(hi)))
         })
         .flatten()
         .fold(0.0_f64, f64::max);
@@ -72,7 +72,10 @@ pub fn write_bias_chart(report: &EvalReport, path: &Path) -> Result<()> {
         conditions
             .iter()
             .enumerate()
-            .filter_map(move |(i, c)| pick(c).map(|v| (i as f64 + offset, v)))
+            .filter_map(move |(i, c)| {
+                let e = pick(c);
+                e.point.map(|v| (i as f64 + offset, v, e.ci95))
+            })
             .collect::<Vec<_>>()
     };
     for (label, colour, offset, pick) in [
@@ -80,28 +83,36 @@ pub fn write_bias_chart(report: &EvalReport, path: &Path) -> Result<()> {
             "train wordings",
             TRAIN_COLOUR,
             -0.38,
-            (|c| c.bias.train_wordings) as Pick,
+            (|c| c.summary.bias.train_wordings) as Pick,
         ),
         (
             "held-out wordings",
             HELDOUT_COLOUR,
             0.0,
-            (|c| c.bias.heldout_wordings) as Pick,
+            (|c| c.summary.bias.heldout_wordings) as Pick,
         ),
     ] {
         chart
             .draw_series(
                 bars(offset, pick)
                     .into_iter()
-                    .map(|(x, v)| Rectangle::new([(x, 0.0), (x + 0.36, v)], colour.filled())),
+                    .map(|(x, v, _)| Rectangle::new([(x, 0.0), (x + 0.36, v)], colour.filled())),
             )
             .map_err(|e| plot_err(&e))?
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+        chart
+            .draw_series(bars(offset, pick).into_iter().filter_map(|(x, _, ci)| {
+                ci.map(|[lo, hi]| {
+                    let mid = x + 0.18;
+                    PathElement::new(vec![(mid, lo), (mid, hi)], BLACK.stroke_width(1))
+                })
+            }))
+            .map_err(|e| plot_err(&e))?;
     }
     chart
         .draw_series(conditions.iter().enumerate().filter_map(|(i, c)| {
-            c.bias.controls.map(|v| {
+            c.summary.bias.controls.point.map(|v| {
                 PathElement::new(
                     vec![(i as f64 - 0.42, v), (i as f64 + 0.42, v)],
                     CONTROL_COLOUR.stroke_width(2),
