@@ -24,8 +24,6 @@ pub mod model;
 pub mod prompt;
 pub mod rubric;
 pub mod textio;
-pub mod tiny;
-pub mod tiny_hf;
 pub mod tokenizer;
 pub mod weights;
 

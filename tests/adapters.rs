@@ -6,16 +6,15 @@
 mod common;
 
 use candle_core::quantized::GgmlDType;
-use common::{
-    all_projection_modules, max_logit_diff, random_adapter, scratch_dir, tiny_model,
-    transcript_logits, SAMPLE_TRANSCRIPT,
-};
+use common::{all_projection_modules, transcript_logits};
 use debias_guard::adapter::{merge_into, PeftAdapter, PeftConfig, TargetModules};
 use debias_guard::export::{write_hf_dir, HfWriteOptions};
 use debias_guard::model::WeightFormat;
-use debias_guard::tiny::TinySpec;
 use debias_guard::weights::{DenseCheckpoint, DenseTensor};
 use debias_guard::{Engine, EngineOptions, Error};
+use debias_guard_testkit::{
+    max_logit_diff, random_adapter, scratch_dir, tiny_model, TinySpec, SAMPLE_TRANSCRIPT,
+};
 use std::path::{Path, PathBuf};
 
 fn options(format: WeightFormat) -> EngineOptions {

@@ -1,24 +1,13 @@
 //! `eval` end to end on a generated tiny model: base and prompt-mitigation conditions, every
 //! probe group counted, finite figures, and the JSON, Markdown and SVG outputs written.
 
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_testkit::{scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::eval::{self, AdapterSpec, EvalOptions, EvalReport};
 use debias_guard_trainer::inputs::InputFiles;
 use debias_guard_trainer::Error;
-use std::path::PathBuf;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("debias-guard-trainer-tests")
-        .join(format!("eval-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 fn setup(dir: &std::path::Path) -> EvalOptions {
-    let model = dir.join("tiny.gguf");
-    write_tiny_gguf(&model, &TinySpec::default()).expect("tiny model");
+    let model = tiny_model("eval", &TinySpec::default());
     let transcripts = [
         "TEACHER: What do you notice?\nSTUDENT: The numbers get bigger.",
         "TEACHER: Why does that work?\nSTUDENT: Because each row adds two.\nTEACHER: Say more.",
@@ -50,7 +39,7 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
 
 #[test]
 fn eval_runs_end_to_end_on_a_tiny_model() {
-    let dir = scratch("e2e");
+    let dir = scratch_dir("e2e");
     let opts = setup(&dir);
     let report = eval::run(&opts).expect("eval");
     assert_eq!(report.examples, 4);
@@ -116,13 +105,13 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
 
 #[test]
 fn adapters_are_evaluated_through_the_engine() {
-    let dir = scratch("adapter");
+    let dir = scratch_dir("adapter");
     let opts = setup(&dir);
     let config = debias_guard::weights::DenseCheckpoint::load(&opts.model)
         .expect("dense weights")
         .config;
     let peft = debias_guard::adapter::PeftConfig::lora(4, 8.0, &["q_proj", "v_proj"]);
-    let adapter = debias_guard::tiny::tiny_adapter(&config, peft, 3).expect("adapter");
+    let adapter = debias_guard_testkit::tiny_adapter(&config, peft, 3).expect("adapter");
     let adapter_dir = dir.join("adapter");
     adapter.save(&adapter_dir).expect("save adapter");
     let report = eval::run(&EvalOptions {
@@ -165,7 +154,7 @@ fn bad_options_are_typed_errors() {
     let spec: AdapterSpec = "debias=out/adapter".parse().unwrap();
     assert_eq!(spec.name, "debias");
 
-    let dir = scratch("bad");
+    let dir = scratch_dir("bad");
     let opts = setup(&dir);
     let dup = EvalOptions {
         adapters: vec!["base=x".parse().unwrap()],

@@ -3,18 +3,18 @@
 //! the safetensors loader and the adapter code can be checked against transformers and peft on
 //! files made in milliseconds.
 //!
-//! The vocabulary is the one of [`crate::tiny`]; tensor names, shapes and `config.json` fields are
+//! The vocabulary is the one of [`crate::gguf`]; tensor names, shapes and `config.json` fields are
 //! those of `LlamaForCausalLM` / `Qwen2ForCausalLM` checkpoints. q/k rows are in Hugging Face order
 //! (RoPE rotates halves), which is simply how random rows are read: no permutation is involved.
 //! Which modules an adapter covers follows peft's own rules (see [`lora_targets`]), so a file
 //! written here loads into peft without missing or unexpected keys.
 
-use crate::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
-use crate::error::{Error, Result};
-use crate::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
-use crate::tiny::{random_normal, tiny_vocabulary, TinySpec, TINY_SPECIAL_TOKENS};
-use crate::tokenizer::{PreTokenizerKind, TextTokenizer, TokenizerParts};
-use crate::weights::DenseTensor;
+use crate::gguf::{random_normal, tiny_vocabulary, TinySpec, TINY_SPECIAL_TOKENS};
+use debias_guard::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
+use debias_guard::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
+use debias_guard::tokenizer::{PreTokenizerKind, TextTokenizer, TokenizerParts};
+use debias_guard::weights::DenseTensor;
+use debias_guard::{Error, Result};
 use regex::Regex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -419,7 +419,7 @@ fn write_tokenizer(dir: &Path, spec: &HfModelSpec) -> Result<()> {
         "pad_token": endoftext,
         "model_max_length": spec.model.context_length,
         "clean_up_tokenization_spaces": false,
-        "chat_template": crate::chat::DEFAULT_CHAT_TEMPLATE,
+        "chat_template": debias_guard::chat::DEFAULT_CHAT_TEMPLATE,
     });
     write_json(&dir.join("tokenizer_config.json"), &config)
 }
@@ -878,10 +878,9 @@ mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
+    /// A scratch folder that does not exist yet (the "nothing is written" check needs that).
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("dg-tiny-hf-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::scratch_dir("testkit-hf").join(name)
     }
 
     fn names(list: &[&str]) -> TargetModules {
@@ -902,7 +901,7 @@ mod tests {
         // these hashes; a changed generator must regenerate that fixture.
         let fixture = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/peft_reference.json"
+            "/../tests/fixtures/peft_reference.json"
         );
         let text = std::fs::read_to_string(fixture).unwrap();
         let reference: Value = serde_json::from_str(&text).unwrap();
