@@ -222,7 +222,7 @@ fn adapters_are_chosen_per_handle_and_never_share_kv() {
     let state = model.new_state();
     assert!(state.adapter().is_none());
     // The A/B delta of one request, in one call.
-    let delta = engine.adapter_delta(&prompt, "b").unwrap();
+    let delta = debias_guard::adapter_delta(&engine, &prompt, "b").unwrap();
     assert_eq!(delta.base, ref_base);
     assert_eq!(delta.adapted.probs, ref_b.probs);
     assert!((delta.delta.delta - (ref_b.expected - ref_base.expected)).abs() < 1e-12);

@@ -123,10 +123,10 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
         /// Smallest max |Δ| that is flagged, in scale points.
-        #[arg(long, default_value_t = guard::audit::DEFAULT_ABS_THRESHOLD, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = guard::thresholds::DEFAULT_ABS_THRESHOLD, allow_negative_numbers = true)]
         abs_threshold: f64,
         /// A category must also reach k × the noise floor.
-        #[arg(long, default_value_t = guard::audit::DEFAULT_NOISE_MULTIPLE, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = guard::thresholds::DEFAULT_NOISE_MULTIPLE, allow_negative_numbers = true)]
         k: f64,
         /// Reasoned mode: most reasoning tokens per variant.
         #[arg(long, default_value_t = guard::reasoned::DEFAULT_REASONING_TOKENS)]
@@ -181,7 +181,7 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         items: Vec<String>,
         /// Flag when |Δ| reaches this many scale points.
-        #[arg(long, default_value_t = guard::audit::DEFAULT_ABS_THRESHOLD, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = guard::thresholds::DEFAULT_ABS_THRESHOLD, allow_negative_numbers = true)]
         abs_threshold: f64,
         /// Add the mitigation instruction to both prompts.
         #[arg(long)]

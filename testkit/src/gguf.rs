@@ -4,6 +4,7 @@
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use debias_guard::arch::Architecture;
 use debias_guard::Result;
 use std::path::Path;
 
@@ -159,6 +160,15 @@ pub fn tiny_vocabulary() -> (Vec<String>, Vec<String>, Vec<i32>) {
     (tokens, merges, types)
 }
 
+/// The `tokenizer.ggml.pre` of a tiny model: a real model of the family would carry this one
+/// (SmolLM's digit splitting for Llama-shaped models, the Qwen2 regex for Qwen2).
+pub fn pre_tokenizer_name(architecture: Architecture) -> &'static str {
+    match architecture {
+        Architecture::Qwen2 => "qwen2",
+        Architecture::Llama => "smollm",
+    }
+}
+
 /// Metadata and tensors of a GGUF file, in the form [`write_gguf`] takes.
 pub type GgufParts = (Vec<(String, Value)>, Vec<(String, QTensor)>);
 
@@ -172,7 +182,8 @@ pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> Result<()> {
 pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
     let (tokens, merges, types) = tiny_vocabulary();
     let vocab = tokens.len();
-    let arch = spec.architecture.as_str();
+    let family = Architecture::from_name(&spec.architecture)?.family();
+    let arch = family.gguf_name;
     let hd = spec.hidden / spec.heads;
     let dev = Device::Cpu;
     let mut rng_seed = spec.seed;
@@ -246,7 +257,7 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
             tensor(&[spec.hidden, spec.ffn], w(spec.ffn))?,
             spec.dtype,
         )?;
-        if arch == "qwen2" {
+        if family.qkv_bias {
             push(
                 "attn_q.bias",
                 tensor(&[spec.heads * hd], 0.1)?,
@@ -300,7 +311,7 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
         ("tokenizer.ggml.model".into(), s("gpt2")),
         (
             "tokenizer.ggml.pre".into(),
-            s(if arch == "qwen2" { "qwen2" } else { "smollm" }),
+            s(pre_tokenizer_name(family.architecture)),
         ),
         (
             "tokenizer.ggml.tokens".into(),
