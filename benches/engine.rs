@@ -10,11 +10,11 @@
 use debias_guard::adapter::PeftConfig;
 use debias_guard::guard::probes::{PoleSide, ProbeKind};
 use debias_guard::model::Projection;
-use debias_guard::tiny::tiny_adapter;
 use debias_guard::{
     Engine, EngineOptions, LabelPrompt, ProbeCatalog, PromptBuilder, Rubric, SplitSelection,
     Transcript,
 };
+use debias_guard_testkit::tiny_adapter;
 use serde_json::json;
 use std::time::Instant;
 

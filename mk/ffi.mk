@@ -32,13 +32,14 @@ FFI_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
 
 ffi-test: header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test examples
 
-## The library (cdylib + staticlib) and the tiny-model writer the tests use.
+## The library (cdylib + staticlib) and the test kit's tiny-model writer the tests use.
 ffi-lib:
 	@mkdir -p $(FFI_OUT)
-	$(CARGO) build --release --locked --lib --example make_tiny_model
+	$(CARGO) build --release --locked --lib
+	$(CARGO) build --release --locked -p debias-guard-testkit --bin make_tiny_model
 
 $(FFI_TINY): ffi-lib
-	$(FFI_LIB)/examples/make_tiny_model $@
+	$(FFI_LIB)/make_tiny_model $@
 
 ## The checked-in header must equal a fresh generation; `make header` rewrites it.
 header-check:

@@ -19,11 +19,12 @@ for py in "$PEFT_PY" "$REF_PY"; do
     [ -x "$py" ] || { echo "missing $py: run scripts/setup_peft_env.sh and scripts/setup_reference_env.sh" >&2; exit 1; }
 done
 
-cargo build --release --quiet --bin debias-guard --example make_adapter_fixtures --example engine_logits
+cargo build --release --quiet --bin debias-guard --example engine_logits
+cargo build --release --quiet -p debias-guard-testkit --bin make_adapter_fixtures
 DG=target/release/debias-guard
 LOGITS=target/release/examples/engine_logits
 mkdir -p "$WORK"
-target/release/examples/make_adapter_fixtures "$FIX"
+target/release/make_adapter_fixtures "$FIX"
 
 tokens() {
     python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["bases"][sys.argv[2]]["tokens"])))' \

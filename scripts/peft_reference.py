@@ -5,7 +5,7 @@ Two modes (run with the .venv-peft interpreter, see scripts/setup_peft_env.sh):
 
   fixtures   python scripts/peft_reference.py --fixtures target/adapter-fixtures \
                  --out tests/fixtures/peft_reference.json
-             Reads manifest.json written by `cargo run --release --example make_adapter_fixtures`,
+             Reads manifest.json written by `cargo run --release -p debias-guard-testkit --bin make_adapter_fixtures`,
              evaluates every base model without and every adapter with its LoRA weights, checks
              that peft adapted exactly the modules (with the rank and scaling) the manifest lists
              and that tokenizer.json encodes the case text to the manifest's ids, and writes the
@@ -186,7 +186,7 @@ def build_fixture(args):
         manifest = json.load(f)
     rows = [int(r) for r in args.rows.split(",")]
     out = {
-        "generator": "cargo run --release --example make_adapter_fixtures (debias_guard::tiny_hf)",
+        "generator": "cargo run --release -p debias-guard-testkit --bin make_adapter_fixtures (debias_guard_testkit::hf)",
         "reference": "scripts/peft_reference.py",
         "versions": {
             "torch": torch.__version__,
@@ -289,7 +289,7 @@ def compare(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fixtures", help="folder written by the make_adapter_fixtures example")
+    p.add_argument("--fixtures", help="folder written by the testkit binary make_adapter_fixtures")
     p.add_argument("--out", default="tests/fixtures/peft_reference.json")
     p.add_argument("--rows", default=",".join(map(str, DEFAULT_ROWS)), help="positions whose full logits are kept")
     p.add_argument("--base", help="Hugging Face base model folder (compare mode)")

@@ -11,32 +11,30 @@
 //! - [`guard`]: bias deltas, the probe catalog, audits, runtime checks and reports;
 //! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
 
-pub mod adapter;
-pub mod chat;
+pub mod arch;
 pub mod engine;
 pub mod error;
-pub mod export;
 pub mod ffi;
-pub mod gguf;
+pub mod formats;
 pub mod guard;
-pub mod hf;
 pub mod model;
 pub mod prompt;
 pub mod rubric;
 pub mod textio;
-pub mod tiny;
-pub mod tiny_hf;
-pub mod tokenizer;
-pub mod weights;
+
+// The file-format modules by their short paths, kept for existing callers (trainer, tests).
+#[doc(no_inline)]
+pub use formats::{adapter, chat, export, gguf, hf, tokenizer, weights};
 
 pub use engine::{
-    AdapterDelta, Engine, EngineOptions, FinishReason, GenerateOptions, Generation, LabelPrompt,
+    Engine, EngineOptions, FinishReason, GenerateOptions, Generation, LabelPrompt,
     ScoreDistribution,
 };
 pub use error::{Error, Result};
 pub use guard::{
-    audit, check, AuditMode, AuditOptions, AuditReport, AuditRequest, BiasDelta, CheckOptions,
-    CheckResult, ProbeCatalog, ReasoningOptions, SplitSelection, Thresholds,
+    adapter_delta, audit, check, AdapterDelta, AuditMode, AuditOptions, AuditReport, AuditRequest,
+    BiasDelta, CheckOptions, CheckResult, ProbeCatalog, ReasoningOptions, SplitSelection,
+    Thresholds,
 };
 pub use prompt::{PromptBuilder, PromptLayout, Transcript};
 pub use rubric::{Rubric, RubricItem};

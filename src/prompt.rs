@@ -6,8 +6,8 @@
 //! That order makes every rubric item share the transcript's tokens, and every context share
 //! the item's question, so the engine's prefix tree prefills them once.
 
-use crate::chat::ChatMessage;
 use crate::error::{Error, Result};
+use crate::formats::chat::ChatMessage;
 use crate::rubric::RubricItem;
 use minijinja::{context, Environment};
 use serde::{Deserialize, Serialize};

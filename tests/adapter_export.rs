@@ -6,16 +6,14 @@ mod common;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
-use common::{
-    all_projection_modules, max_logit_diff, random_adapter, tiny_model, transcript_logits,
-};
+use common::{all_projection_modules, transcript_logits};
 use debias_guard::adapter::PeftConfig;
 use debias_guard::export::{write_gguf_adapter, write_merged_gguf};
 use debias_guard::gguf::{GgufFile, MetadataExt};
 use debias_guard::model::Projection;
-use debias_guard::tiny::TinySpec;
 use debias_guard::weights::DenseCheckpoint;
 use debias_guard::{Engine, EngineOptions};
+use debias_guard_testkit::{max_logit_diff, random_adapter, tiny_model, TinySpec};
 
 fn opts() -> EngineOptions {
     EngineOptions {

@@ -6,16 +6,15 @@
 mod common;
 
 use candle_core::quantized::GgmlDType;
-use common::{
-    all_projection_modules, max_logit_diff, random_adapter, scratch_dir, tiny_model,
-    transcript_logits, SAMPLE_TRANSCRIPT,
-};
+use common::{all_projection_modules, transcript_logits};
 use debias_guard::adapter::{merge_into, PeftAdapter, PeftConfig, TargetModules};
 use debias_guard::export::{write_hf_dir, HfWriteOptions};
 use debias_guard::model::WeightFormat;
-use debias_guard::tiny::TinySpec;
 use debias_guard::weights::{DenseCheckpoint, DenseTensor};
 use debias_guard::{Engine, EngineOptions, Error};
+use debias_guard_testkit::{
+    max_logit_diff, random_adapter, scratch_dir, tiny_model, TinySpec, SAMPLE_TRANSCRIPT,
+};
 use std::path::{Path, PathBuf};
 
 fn options(format: WeightFormat) -> EngineOptions {
@@ -223,7 +222,7 @@ fn adapters_are_chosen_per_handle_and_never_share_kv() {
     let state = model.new_state();
     assert!(state.adapter().is_none());
     // The A/B delta of one request, in one call.
-    let delta = engine.adapter_delta(&prompt, "b").unwrap();
+    let delta = debias_guard::adapter_delta(&engine, &prompt, "b").unwrap();
     assert_eq!(delta.base, ref_base);
     assert_eq!(delta.adapted.probs, ref_b.probs);
     assert!((delta.delta.delta - (ref_b.expected - ref_base.expected)).abs() < 1e-12);

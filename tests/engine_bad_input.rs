@@ -1,13 +1,12 @@
 //! Bad input gets a typed error that says what and where; nothing panics.
 
-mod common;
-
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use common::{scratch_dir, tiny_engine, tiny_model, SAMPLE_TRANSCRIPT};
-use debias_guard::tiny::{tiny_gguf_parts, write_gguf, TinySpec};
 use debias_guard::{Engine, EngineOptions, Error, LabelPrompt, PromptBuilder, Rubric, Transcript};
+use debias_guard_testkit::{
+    scratch_dir, tiny_engine, tiny_gguf_parts, tiny_model, write_gguf, TinySpec, SAMPLE_TRANSCRIPT,
+};
 use std::path::Path;
 
 fn open(path: &Path) -> Error {

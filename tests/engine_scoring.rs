@@ -1,13 +1,10 @@
 //! Scoring on generated tiny models: prefix sharing, chunked prefill and the chain rule must all
 //! agree with plain from-scratch evaluation.
 
-mod common;
-
 use candle_core::quantized::GgmlDType;
-use common::{max_abs_diff, tiny_engine, SAMPLE_TRANSCRIPT};
 use debias_guard::engine::TokenQuery;
-use debias_guard::tiny::TinySpec;
 use debias_guard::{Engine, LabelPrompt, PromptBuilder, Rubric, Transcript};
+use debias_guard_testkit::{max_abs_diff, tiny_engine, TinySpec, SAMPLE_TRANSCRIPT};
 
 fn variants(engine: &Engine) -> Vec<LabelPrompt> {
     let rubric = Rubric::builtin();
@@ -264,7 +261,7 @@ fn quantized_kernels_agree_with_dense_weights() {
         dtype: GgmlDType::Q8_0,
         ..TinySpec::default()
     };
-    let path = common::tiny_model("as-stored", &spec);
+    let path = debias_guard_testkit::tiny_model("as-stored", &spec);
     let open = |weight_format| {
         Engine::open(
             &path,
@@ -313,8 +310,8 @@ fn one_engine_serves_many_threads() {
 fn llama3_rope_frequency_factors_are_applied() {
     use candle_core::quantized::QTensor;
     use candle_core::{Device, Tensor};
-    use debias_guard::tiny::{tiny_gguf_parts, write_gguf};
-    let dir = common::scratch_dir("rope-freqs");
+    use debias_guard_testkit::{tiny_gguf_parts, write_gguf};
+    let dir = debias_guard_testkit::scratch_dir("rope-freqs");
     let spec = TinySpec::default();
     let head_dim = spec.hidden / spec.heads;
     let with_factors = |name: &str, factor: f32| {

@@ -4,7 +4,7 @@
 mod guard_common;
 
 use debias_guard::guard::AuditReport;
-use debias_guard::tiny::TinySpec;
+use debias_guard_testkit::{tiny_model, TinySpec, SHORT_TRANSCRIPT};
 use guard_common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,7 +43,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn audit_writes_json_and_html_and_prints_a_table() {
-    let model = tiny_model_path("default", &TinySpec::default());
+    let model = tiny_model("default", &TinySpec::default());
     let transcript = transcript_file();
     let (json, html) = (tmp("out/report.json"), tmp("out/report.html"));
     let _ = std::fs::remove_dir_all(tmp("out"));
@@ -107,7 +107,7 @@ fn audit_writes_json_and_html_and_prints_a_table() {
 
 #[test]
 fn check_prints_both_scores_and_a_flag() {
-    let model = tiny_model_path("default", &TinySpec::default());
+    let model = tiny_model("default", &TinySpec::default());
     let transcript = transcript_file();
     let json = tmp("check.json");
     let out = run(&[
@@ -138,7 +138,7 @@ fn check_prints_both_scores_and_a_flag() {
 
 #[test]
 fn bad_input_exits_with_a_message_that_says_what_to_fix() {
-    let model = tiny_model_path("default", &TinySpec::default());
+    let model = tiny_model("default", &TinySpec::default());
     let transcript = transcript_file();
     let base = ["--model", s(&model), "--transcript", s(&transcript)];
     let fails = |args: &[&str], expect: &str| {

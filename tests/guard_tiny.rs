@@ -9,11 +9,11 @@ use debias_guard::guard::{
     self, AuditMode, AuditOptions, AuditReport, AuditRequest, CheckOptions, ProbeCatalog,
     ReasoningOptions, SplitSelection, Thresholds,
 };
-use debias_guard::tiny::TinySpec;
 use debias_guard::{
     Engine, EngineOptions, Error, GenerateOptions, LabelPrompt, PromptBuilder, Rubric, RubricItem,
     ScoreDistribution, Transcript,
 };
+use debias_guard_testkit::{tiny_model, TinySpec, SHORT_TRANSCRIPT};
 use guard_common::*;
 
 /// The report comes from one prefix-shared pass (tree-attention batches), the recomputation
@@ -669,7 +669,7 @@ fn a_transcript_that_fills_the_context_window_is_a_context_overflow() {
         context_length: 256,
         ..TinySpec::default()
     };
-    let path = tiny_model_path("ctx256", &spec);
+    let path = tiny_model("ctx256", &spec);
     let engine = Engine::open(
         &path,
         &EngineOptions {

@@ -2,15 +2,12 @@
 //! put back in HF order, RoPE over halves) must give the same logits, tokens and prompts as
 //! the GGUF file it came from; broken directories give typed errors.
 
-mod common;
-
-use common::{max_logit_diff, scratch_dir, tiny_model, SAMPLE_TRANSCRIPT};
 use debias_guard::export::{write_hf_dir, HfWriteOptions};
 use debias_guard::hf::StoreDtype;
-use debias_guard::tiny::TinySpec;
 use debias_guard::tokenizer::TextTokenizer;
 use debias_guard::weights::DenseCheckpoint;
 use debias_guard::{Engine, EngineOptions, Error};
+use debias_guard_testkit::{max_logit_diff, scratch_dir, tiny_model, TinySpec, SAMPLE_TRANSCRIPT};
 use std::path::{Path, PathBuf};
 
 fn options() -> EngineOptions {

@@ -1,13 +1,11 @@
 //! Outside reference for Hugging Face bases and PEFT adapters: the tiny models and adapters of
-//! `debias_guard::tiny_hf::write_adapter_fixtures` (Llama with two shards, Qwen2 with biases, a
+//! `debias_guard_testkit::write_adapter_fixtures` (Llama with two shards, Qwen2 with biases, a
 //! bf16 Llama; plain, rsLoRA, rank/alpha-pattern, regex-target and layers_to_transform adapters)
 //! were evaluated with transformers + peft by `scripts/peft_reference.py`; the logits are in
 //! `tests/fixtures/peft_reference.json`. Our engine, loading the same files, must agree.
 
-mod common;
-
-use common::scratch_dir;
 use debias_guard::{Engine, EngineOptions};
+use debias_guard_testkit::scratch_dir;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -64,7 +62,7 @@ fn compare(name: &str, engine: &Engine, tokens: &[u32], rows: &[usize], want: &V
 fn bases_and_adapters_match_transformers_and_peft() {
     let fx = fixture();
     let dir = scratch_dir("peft-parity");
-    debias_guard::tiny_hf::write_adapter_fixtures(&dir).expect("write fixtures");
+    debias_guard_testkit::write_adapter_fixtures(&dir).expect("write fixtures");
     let rows: Vec<usize> = fx["rows"]
         .as_array()
         .unwrap()

@@ -1,8 +1,6 @@
 //! The real default model against llama.cpp on the same GGUF file: identical token ids, and
 //! label distributions within a stated tolerance (fixture made by scripts/llamacpp_reference.py).
 
-mod common;
-
 use debias_guard::engine::TokenQuery;
 use debias_guard::model::WeightFormat;
 use debias_guard::{Engine, EngineOptions, LabelPrompt};
@@ -53,7 +51,7 @@ fn prompts() -> Vec<(String, LabelPrompt)> {
 
 fn check(format: WeightFormat, reference: &str, tolerance: f64) -> f64 {
     let engine = Engine::open(
-        common::real_model_path(),
+        debias_guard_testkit::real_model_path(),
         &EngineOptions {
             threads: 2,
             weight_format: format,
@@ -98,7 +96,7 @@ fn check(format: WeightFormat, reference: &str, tolerance: f64) -> f64 {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        let diff = common::max_abs_diff(&dist.probs, &ref_probs);
+        let diff = debias_guard_testkit::max_abs_diff(&dist.probs, &ref_probs);
         let mass = refp["label_mass"].as_f64().unwrap();
         eprintln!(
             "{format:?} {id}: max |Δp| = {diff:.5}, mass {:.4} vs {mass:.4}, expected {:.4} vs {:.4}",
@@ -147,7 +145,7 @@ fn label_distributions_match_llama_cpp_on_q4_1_kernels() {
 #[test]
 fn first_token_logprobs_are_finite_and_normalised() {
     let engine = Engine::open(
-        common::real_model_path(),
+        debias_guard_testkit::real_model_path(),
         &EngineOptions {
             threads: 2,
             ..Default::default()

@@ -23,7 +23,7 @@ func tinyModel(t *testing.T) string {
 		path = filepath.Join("..", "..", "target", "ffi", "tiny.gguf")
 	}
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("tiny model %s is missing: run `cargo run --release --example make_tiny_model -- %s` "+
+		t.Fatalf("tiny model %s is missing: run `cargo run --release -p debias-guard-testkit --bin make_tiny_model -- %s` "+
 			"(or `make ffi-test`), or set DEBIAS_GUARD_TINY_MODEL", path, path)
 	}
 	return path

@@ -11,16 +11,16 @@ pub use generate::{FinishReason, GenerateOptions, Generation, MAX_NEW_TOKENS_LIM
 pub use score::{LabelPrompt, ScoreDistribution};
 pub use tree::{TokenQuery, TreeStats};
 
-use crate::adapter::{LoraWeights, PeftAdapter};
-use crate::chat::ChatTemplate;
+use crate::arch::ModelConfig;
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, MetadataExt};
-use crate::model::{
-    DecoderModel, KvState, ModelConfig, TensorSource, WeightFormat, DEFAULT_PREFILL_CHUNK,
-};
+use crate::formats::adapter::PeftAdapter;
+use crate::formats::chat::ChatTemplate;
+use crate::formats::gguf::{GgufFile, MetadataExt};
+use crate::formats::tokenizer::TextTokenizer;
+use crate::formats::TensorSource;
+use crate::model::{DecoderModel, KvState, LoraWeights, WeightFormat, DEFAULT_PREFILL_CHUNK};
 use crate::prompt::{PromptBuilder, PromptMessages, Transcript};
 use crate::rubric::RubricItem;
-use crate::tokenizer::TextTokenizer;
 use candle_core::Device;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,19 +38,6 @@ pub const MAX_ADAPTERS: usize = 256;
 
 /// Longest adapter name (bytes).
 pub const MAX_ADAPTER_NAME: usize = 256;
-
-/// One prompt scored on the base model and with an adapter.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AdapterDelta {
-    /// The adapter's name.
-    pub adapter: String,
-    /// Distribution on the base model.
-    pub base: ScoreDistribution,
-    /// Distribution with the adapter.
-    pub adapted: ScoreDistribution,
-    /// How the adapter moved the score (`neutral` = base, `contextual` = adapted).
-    pub delta: crate::guard::BiasDelta,
-}
 
 /// How to open a model.
 #[derive(Debug, Clone)]
@@ -132,8 +119,8 @@ impl Engine {
     pub fn open(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let path = path.as_ref();
         options.validate()?;
-        let (model, tokenizer, template) = if crate::hf::is_model_dir(path) {
-            let dir = crate::hf::HfModelDir::open(path)?;
+        let (model, tokenizer, template) = if crate::formats::hf::is_model_dir(path) {
+            let dir = crate::formats::hf::HfModelDir::open(path)?;
             if !dir.config.tie_word_embeddings && dir.tensor_dims("output.weight").is_none() {
                 return Err(Error::model_file(
                     path,
@@ -263,21 +250,6 @@ impl Engine {
     /// The adapter this handle runs, if any.
     pub fn active_adapter(&self) -> Option<&str> {
         self.active.as_ref().map(|a| a.name())
-    }
-
-    /// Scores one prompt on the base model and with adapter `name`, in one call: how much the
-    /// adapter moves this score.
-    pub fn adapter_delta(&self, prompt: &LabelPrompt, name: &str) -> Result<AdapterDelta> {
-        let adapted = self.with_adapter(Some(name))?;
-        let base = self.with_adapter(None)?.score(prompt)?;
-        let with_adapter = adapted.score(prompt)?;
-        let delta = crate::guard::BiasDelta::between(&base, &with_adapter, &prompt.values)?;
-        Ok(AdapterDelta {
-            adapter: name.to_string(),
-            base,
-            adapted: with_adapter,
-            delta,
-        })
     }
 
     fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<LoraWeights>>> {

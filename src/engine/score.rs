@@ -3,7 +3,7 @@
 
 use super::tree::TokenQuery;
 use crate::error::{Error, Result};
-use crate::tokenizer::TextTokenizer;
+use crate::formats::tokenizer::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
 /// A rendered prompt that ends with the answer prefix, and the labels that may follow it.

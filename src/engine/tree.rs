@@ -47,6 +47,29 @@ pub fn evaluate(
     queries: &[TokenQuery],
     chunk: usize,
 ) -> Result<(Vec<Vec<f32>>, TreeStats)> {
+    check_queries(model, root, queries)?;
+    let trie = Trie::build(queries);
+    let size = needed_sizes(&trie.nodes);
+    let mut eval = Evaluation {
+        model,
+        nodes: trie.nodes,
+        size,
+        batch_limit: chunk.max(1),
+        pending: Vec::new(),
+        stats: TreeStats {
+            tokens_requested: queries.iter().map(|q| q.tokens.len()).sum(),
+            ..TreeStats::default()
+        },
+    };
+    eval.schedule(&trie.roots, root)?;
+    eval.run_pending(chunk)?;
+    let results = read_results(queries, &trie.paths, &eval.nodes);
+    Ok((results, eval.stats))
+}
+
+/// Refuses a non-empty root state, a `score_from` outside the sequence and sequences longer
+/// than the model's context.
+fn check_queries(model: &DecoderModel, root: &KvState, queries: &[TokenQuery]) -> Result<()> {
     if !root.is_empty() {
         return Err(Error::InvalidInput(
             "tree evaluation starts from an empty state".into(),
@@ -68,46 +91,69 @@ pub fn evaluate(
             });
         }
     }
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut roots: Vec<usize> = Vec::new();
-    let mut paths: Vec<Vec<usize>> = Vec::with_capacity(queries.len());
-    for q in queries {
-        let mut path: Vec<usize> = Vec::with_capacity(q.tokens.len());
-        let mut siblings_of: Option<usize> = None;
-        for (i, &tok) in q.tokens.iter().enumerate() {
-            let siblings = match siblings_of {
-                None => &roots,
-                Some(p) => &nodes[p].children,
-            };
-            let found = siblings.iter().copied().find(|&c| nodes[c].token == tok);
-            let id = match found {
-                Some(id) => id,
-                None => {
-                    nodes.push(Node {
-                        token: tok,
-                        children: Vec::new(),
-                        read: false,
-                        child_logprobs: Vec::new(),
-                    });
-                    let id = nodes.len() - 1;
-                    match siblings_of {
-                        None => roots.push(id),
-                        Some(p) => nodes[p].children.push(id),
+    Ok(())
+}
+
+/// The queries as a trie: nodes (children always after their parent), the first tokens, and
+/// each query's path of node ids.
+struct Trie {
+    nodes: Vec<Node>,
+    roots: Vec<usize>,
+    paths: Vec<Vec<usize>>,
+}
+
+impl Trie {
+    /// Inserts every query, marking the nodes whose next-token distribution is read.
+    fn build(queries: &[TokenQuery]) -> Self {
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut roots: Vec<usize> = Vec::new();
+        let mut paths: Vec<Vec<usize>> = Vec::with_capacity(queries.len());
+        for q in queries {
+            let mut path: Vec<usize> = Vec::with_capacity(q.tokens.len());
+            let mut siblings_of: Option<usize> = None;
+            for (i, &tok) in q.tokens.iter().enumerate() {
+                let siblings = match siblings_of {
+                    None => &roots,
+                    Some(p) => &nodes[p].children,
+                };
+                let found = siblings.iter().copied().find(|&c| nodes[c].token == tok);
+                let id = match found {
+                    Some(id) => id,
+                    None => {
+                        nodes.push(Node {
+                            token: tok,
+                            children: Vec::new(),
+                            read: false,
+                            child_logprobs: Vec::new(),
+                        });
+                        let id = nodes.len() - 1;
+                        match siblings_of {
+                            None => roots.push(id),
+                            Some(p) => nodes[p].children.push(id),
+                        }
+                        id
                     }
-                    id
+                };
+                if i >= q.score_from {
+                    nodes[path[i - 1]].read = true;
                 }
-            };
-            if i >= q.score_from {
-                nodes[path[i - 1]].read = true;
+                path.push(id);
+                siblings_of = Some(id);
             }
-            path.push(id);
-            siblings_of = Some(id);
+            paths.push(path);
         }
-        paths.push(path);
+        Self {
+            nodes,
+            roots,
+            paths,
+        }
     }
-    // A node is worth running only if its own or a descendant's next-token distribution is
-    // read; `size` counts the nodes worth running in each subtree. Children are always created
-    // after their parent, so reverse sweeps see them first.
+}
+
+/// Nodes worth running in each subtree. A node is worth running only if its own or a
+/// descendant's next-token distribution is read. Children are always created after their
+/// parent, so a reverse sweep sees them first.
+fn needed_sizes(nodes: &[Node]) -> Vec<usize> {
     let mut size = vec![0usize; nodes.len()];
     for id in (0..nodes.len()).rev() {
         let below: usize = nodes[id].children.iter().map(|&c| size[c]).sum();
@@ -117,37 +163,14 @@ pub fn evaluate(
             0
         };
     }
-    let mut eval = Evaluation {
-        model,
-        nodes,
-        size,
-        batch_limit: chunk.max(1),
-        pending: Vec::new(),
-        stats: TreeStats {
-            tokens_requested: queries.iter().map(|q| q.tokens.len()).sum(),
-            ..TreeStats::default()
-        },
-    };
-    eval.schedule(&roots, root)?;
-    while let Some((start, mut state)) = eval.pending.pop() {
-        // A subtree too big for one batch: run its leading chain, then schedule what follows.
-        let run = eval.chain(start);
-        let tokens: Vec<u32> = run.iter().map(|&n| eval.nodes[n].token).collect();
-        let read: Vec<usize> = (0..run.len())
-            .filter(|&i| eval.nodes[run[i]].read)
-            .collect();
-        let logits = model.forward(&tokens, &mut state, &read, chunk)?;
-        eval.stats.tokens_evaluated += tokens.len();
-        let read_nodes: Vec<usize> = read.iter().map(|&i| run[i]).collect();
-        eval.record(&read_nodes, &logits)?;
-        let last = *run.last().expect("run is non-empty");
-        let children = eval.needed_children(last);
-        eval.schedule(&children, &state)?;
-    }
-    let (nodes, stats) = (eval.nodes, eval.stats);
-    let results = queries
+    size
+}
+
+/// Per query, the recorded log-probabilities of `tokens[score_from..]`.
+fn read_results(queries: &[TokenQuery], paths: &[Vec<usize>], nodes: &[Node]) -> Vec<Vec<f32>> {
+    queries
         .iter()
-        .zip(&paths)
+        .zip(paths)
         .map(|(q, path)| {
             (q.score_from..q.tokens.len())
                 .map(|i| {
@@ -161,8 +184,7 @@ pub fn evaluate(
                 })
                 .collect()
         })
-        .collect();
-    Ok((results, stats))
+        .collect()
 }
 
 /// State of one evaluation: the trie, what is left to run, and counters.
@@ -179,6 +201,26 @@ struct Evaluation<'a> {
 }
 
 impl Evaluation<'_> {
+    /// Runs the subtrees too large for one batch: each one's leading chain is prefilled in
+    /// chunks of `chunk` tokens on its own state, then what follows is scheduled.
+    fn run_pending(&mut self, chunk: usize) -> Result<()> {
+        while let Some((start, mut state)) = self.pending.pop() {
+            let run = self.chain(start);
+            let tokens: Vec<u32> = run.iter().map(|&n| self.nodes[n].token).collect();
+            let read: Vec<usize> = (0..run.len())
+                .filter(|&i| self.nodes[run[i]].read)
+                .collect();
+            let logits = self.model.forward(&tokens, &mut state, &read, chunk)?;
+            self.stats.tokens_evaluated += tokens.len();
+            let read_nodes: Vec<usize> = read.iter().map(|&i| run[i]).collect();
+            self.record(&read_nodes, &logits)?;
+            let last = *run.last().expect("run is non-empty");
+            let children = self.needed_children(last);
+            self.schedule(&children, &state)?;
+        }
+        Ok(())
+    }
+
     /// Children of `id` whose subtree reads something.
     fn needed_children(&self, id: usize) -> Vec<usize> {
         self.nodes[id]

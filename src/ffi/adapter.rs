@@ -100,7 +100,7 @@ pub unsafe fn dg_adapter_delta(
             model
                 .engine
                 .rubric_prompt(&model.builder, &transcript, item, context, mitigate)?;
-        let d = model.engine.adapter_delta(&prompt, adapter)?;
+        let d = crate::guard::adapter_delta(&model.engine, &prompt, adapter)?;
         write_out(out, dg_bias_delta::from(&d.delta));
         Ok(())
     })

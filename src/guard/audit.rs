@@ -13,71 +13,16 @@ use super::report::{
     ModeName, ModelInfo, SourceInfo, Timings, VariantKind, VariantResult, Verdict, VerdictStatus,
     REPORT_SCHEMA_VERSION,
 };
+use super::thresholds::Thresholds;
 use crate::engine::{Engine, FinishReason, LabelPrompt, ScoreDistribution};
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};
 use crate::rubric::RubricItem;
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::time::Instant;
 
-/// Default absolute flag threshold, in scale points.
-pub const DEFAULT_ABS_THRESHOLD: f64 = 0.5;
-/// Default multiple of the noise floor a category must reach to be flagged.
-pub const DEFAULT_NOISE_MULTIPLE: f64 = 3.0;
 /// Neutral label mass below which the report warns that the model may ignore the format.
 pub const LOW_LABEL_MASS: f64 = 0.5;
-
-/// When a category is flagged.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Thresholds {
-    /// Smallest max |Δ| that can be flagged, in scale points (≥ 0).
-    pub abs_threshold: f64,
-    /// Multiple of the noise floor a category's max |Δ| must also reach (≥ 0).
-    pub k: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self {
-            abs_threshold: DEFAULT_ABS_THRESHOLD,
-            k: DEFAULT_NOISE_MULTIPLE,
-        }
-    }
-}
-
-impl Thresholds {
-    /// Validated thresholds (finite and non-negative).
-    pub fn new(abs_threshold: f64, k: f64) -> Result<Self> {
-        let t = Self { abs_threshold, k };
-        t.validate()?;
-        Ok(t)
-    }
-
-    /// Checks that both values are finite and non-negative.
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [("abs_threshold", self.abs_threshold), ("k", self.k)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::InvalidInput(format!(
-                    "{name} must be a finite number ≥ 0, not {v}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// `max(abs_threshold, k × noise_floor)`, in scale points.
-    pub fn flag_threshold(&self, noise_floor: f64) -> f64 {
-        self.abs_threshold.max(self.k * noise_floor)
-    }
-
-    /// Whether a category with this max |Δ| is flagged at this noise floor (`≥`, so a value
-    /// exactly at the threshold is flagged).
-    pub fn is_flagged(&self, max_abs_delta: f64, noise_floor: f64) -> bool {
-        max_abs_delta >= self.flag_threshold(noise_floor)
-    }
-}
 
 /// How ratings are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -135,6 +80,64 @@ pub fn audit(
 ) -> Result<AuditReport> {
     let started = Instant::now();
     let options = &request.options;
+    let probes = checked_probes(request)?;
+    let conditions: &[bool] = if options.mitigation_baseline {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let (plan, generate_seconds) = plan_prompts(engine, builder, request, &probes, conditions)?;
+    let model = ModelInfo::of_engine(engine)?;
+    let prepare_seconds = started.elapsed().as_secs_f64() - generate_seconds;
+
+    let scoring = Instant::now();
+    let prompts: Vec<LabelPrompt> = plan.iter().map(|p| p.label_prompt.clone()).collect();
+    let (dists, stats) = engine.score_many(&prompts)?;
+    let score_seconds = scoring.elapsed().as_secs_f64();
+    let variants = variant_results(engine, &plan, dists)?;
+    let items = summarise_items(request, &variants, probes.len() + 1, conditions.len())?;
+
+    let verdict = verdict(
+        &items,
+        request.items.len(),
+        request.catalog.categories.len(),
+    );
+    let warnings = warnings(&items);
+    let catalog_json = serde_json::to_string(request.catalog)
+        .map_err(|e| Error::InvalidInput(format!("cannot serialise the probe catalog: {e}")))?;
+    Ok(AuditReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        library_version: crate::VERSION.to_string(),
+        model,
+        transcript: SourceInfo::of_text(request.transcript_name, request.transcript.as_str()),
+        probe_catalog: CatalogInfo {
+            source: SourceInfo::of_text(request.catalog_name, &catalog_json),
+            version: request.catalog.version,
+            probe_ids: probes.iter().map(|p| p.id.clone()).collect(),
+        },
+        rubric_items: request.items.to_vec(),
+        prompt_layout: builder.layout().clone(),
+        settings: settings(options, engine),
+        items,
+        verdict,
+        warnings,
+        timings: Timings {
+            model_load_seconds: None,
+            prepare_seconds,
+            generate_seconds,
+            score_seconds,
+            total_seconds: started.elapsed().as_secs_f64(),
+            tokens_evaluated: stats.tokens_evaluated,
+            tokens_requested: stats.tokens_requested,
+            prompts: prompts.len(),
+        },
+    })
+}
+
+/// Validates the options and items, and returns the probes of the selected split (every pole
+/// and the controls covered).
+fn checked_probes(request: &AuditRequest<'_>) -> Result<Vec<Probe>> {
+    let options = &request.options;
     options.thresholds.validate()?;
     if let AuditMode::Reasoned(r) = &options.mode {
         r.validate()?;
@@ -151,19 +154,26 @@ pub fn audit(
     }
     let probes = request.catalog.probes(options.split);
     check_coverage(request.catalog, &probes, options.split)?;
+    Ok(probes)
+}
 
-    let conditions: &[bool] = if options.mitigation_baseline {
-        &[false, true]
-    } else {
-        &[false]
-    };
+/// Builds every prompt, in blocks of (neutral + probes) per item and condition; in reasoned
+/// mode each one first generates its reasoning. Returns the plan and the seconds spent
+/// generating.
+fn plan_prompts<'p>(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    request: &AuditRequest<'_>,
+    probes: &'p [Probe],
+    conditions: &[bool],
+) -> Result<(Vec<Planned<'p>>, f64)> {
     let mut plan = Vec::new();
     let mut generate_seconds = 0.0;
     for item in request.items {
         for &mitigated in conditions {
             for probe in std::iter::once(None).chain(probes.iter().map(Some)) {
                 let context = probe.map(|p| p.text.as_str());
-                plan.push(match &options.mode {
+                plan.push(match &request.options.mode {
                     AuditMode::Direct => {
                         let label_prompt = engine.rubric_prompt(
                             builder,
@@ -202,14 +212,16 @@ pub fn audit(
             }
         }
     }
-    let model = ModelInfo::of_engine(engine)?;
-    let prepare_seconds = started.elapsed().as_secs_f64() - generate_seconds;
+    Ok((plan, generate_seconds))
+}
 
-    let scoring = Instant::now();
-    let prompts: Vec<LabelPrompt> = plan.iter().map(|p| p.label_prompt.clone()).collect();
-    let (dists, stats) = engine.score_many(&prompts)?;
-    let score_seconds = scoring.elapsed().as_secs_f64();
-
+/// One result per planned prompt with its distribution (prompt tokens re-counted when a
+/// reasoning was generated into the prompt).
+fn variant_results(
+    engine: &Engine,
+    plan: &[Planned<'_>],
+    dists: Vec<ScoreDistribution>,
+) -> Result<Vec<VariantResult>> {
     let mut variants = Vec::with_capacity(plan.len());
     for (p, d) in plan.iter().zip(dists) {
         let prompt_tokens = if p.reasoning.is_some() {
@@ -219,24 +231,32 @@ pub fn audit(
         };
         variants.push(variant_result(p, d, prompt_tokens));
     }
+    Ok(variants)
+}
 
-    // Variants come in blocks of (neutral + probes) per item and condition, in plan order.
-    let block = probes.len() + 1;
+/// Per item, the plain condition and the mitigated one (when run). Variants come in blocks of
+/// `block` (neutral + probes) per item and condition, in plan order.
+fn summarise_items(
+    request: &AuditRequest<'_>,
+    variants: &[VariantResult],
+    block: usize,
+    conditions: usize,
+) -> Result<Vec<ItemAudit>> {
     let mut items = Vec::with_capacity(request.items.len());
     for (i, item) in request.items.iter().enumerate() {
         let values = item.label_values();
         let summarise = |condition: usize, mitigated: bool| {
-            let start = (i * conditions.len() + condition) * block;
+            let start = (i * conditions + condition) * block;
             condition_audit(
                 &variants[start..start + block],
                 mitigated,
                 &values,
                 request.catalog,
-                &options.thresholds,
+                &request.options.thresholds,
             )
         };
         let plain = summarise(0, false)?;
-        let mitigated = if options.mitigation_baseline {
+        let mitigated = if request.options.mitigation_baseline {
             Some(summarise(1, true)?)
         } else {
             None
@@ -247,55 +267,25 @@ pub fn audit(
             mitigated,
         });
     }
+    Ok(items)
+}
 
-    let verdict = verdict(
-        &items,
-        request.items.len(),
-        request.catalog.categories.len(),
-    );
-    let warnings = warnings(&items);
-    let catalog_json = serde_json::to_string(request.catalog)
-        .map_err(|e| Error::InvalidInput(format!("cannot serialise the probe catalog: {e}")))?;
-    Ok(AuditReport {
-        schema_version: REPORT_SCHEMA_VERSION,
-        library_version: crate::VERSION.to_string(),
-        model,
-        transcript: SourceInfo::of_text(request.transcript_name, request.transcript.as_str()),
-        probe_catalog: CatalogInfo {
-            source: SourceInfo::of_text(request.catalog_name, &catalog_json),
-            version: request.catalog.version,
-            probe_ids: probes.iter().map(|p| p.id.clone()).collect(),
+/// The settings the report records.
+fn settings(options: &AuditOptions, engine: &Engine) -> AuditSettings {
+    AuditSettings {
+        mode: match options.mode {
+            AuditMode::Direct => ModeName::Direct,
+            AuditMode::Reasoned(_) => ModeName::Reasoned,
         },
-        rubric_items: request.items.to_vec(),
-        prompt_layout: builder.layout().clone(),
-        settings: AuditSettings {
-            mode: match options.mode {
-                AuditMode::Direct => ModeName::Direct,
-                AuditMode::Reasoned(_) => ModeName::Reasoned,
-            },
-            reasoning: match options.mode {
-                AuditMode::Direct => None,
-                AuditMode::Reasoned(r) => Some(r),
-            },
-            split: options.split,
-            mitigation_baseline: options.mitigation_baseline,
-            thresholds: options.thresholds,
-            threads: engine.threads(),
+        reasoning: match options.mode {
+            AuditMode::Direct => None,
+            AuditMode::Reasoned(r) => Some(r),
         },
-        items,
-        verdict,
-        warnings,
-        timings: Timings {
-            model_load_seconds: None,
-            prepare_seconds,
-            generate_seconds,
-            score_seconds,
-            total_seconds: started.elapsed().as_secs_f64(),
-            tokens_evaluated: stats.tokens_evaluated,
-            tokens_requested: stats.tokens_requested,
-            prompts: prompts.len(),
-        },
-    })
+        split: options.split,
+        mitigation_baseline: options.mitigation_baseline,
+        thresholds: options.thresholds,
+        threads: engine.threads(),
+    }
 }
 
 /// Refuses a split that leaves a pole or the controls without wordings.

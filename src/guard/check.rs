@@ -5,8 +5,8 @@
 //! (the audit's absolute threshold, 0.5 scale points by default). Run an audit to learn how
 //! much an irrelevant sentence moves the score for this model and rubric.
 
-use super::audit::DEFAULT_ABS_THRESHOLD;
 use super::delta::BiasDelta;
+use super::thresholds::DEFAULT_ABS_THRESHOLD;
 use crate::engine::{Engine, ScoreDistribution};
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};

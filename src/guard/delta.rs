@@ -3,11 +3,39 @@
 //! Every number compares two label distributions of the same scale: the neutral one (no
 //! context) and the contextual one. Scores are in the scale's own units (points on 1–7).
 
-use crate::engine::{Engine, ScoreDistribution, TreeStats};
+use crate::engine::{Engine, LabelPrompt, ScoreDistribution, TreeStats};
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};
 use crate::rubric::RubricItem;
 use serde::{Deserialize, Serialize};
+
+/// One prompt scored on the base model and with an adapter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdapterDelta {
+    /// The adapter's name.
+    pub adapter: String,
+    /// Distribution on the base model.
+    pub base: ScoreDistribution,
+    /// Distribution with the adapter.
+    pub adapted: ScoreDistribution,
+    /// How the adapter moved the score (`neutral` = base, `contextual` = adapted).
+    pub delta: BiasDelta,
+}
+
+/// Scores one prompt on the base model and with adapter `name` (loaded in `engine`), in one
+/// call: how much the adapter moves this score.
+pub fn adapter_delta(engine: &Engine, prompt: &LabelPrompt, name: &str) -> Result<AdapterDelta> {
+    let with_adapter = engine.with_adapter(Some(name))?;
+    let base = engine.with_adapter(None)?.score(prompt)?;
+    let adapted = with_adapter.score(prompt)?;
+    let delta = BiasDelta::between(&base, &adapted, &prompt.values)?;
+    Ok(AdapterDelta {
+        adapter: name.to_string(),
+        base,
+        adapted,
+        delta,
+    })
+}
 
 /// The effect of one context on one score.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

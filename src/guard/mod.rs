@@ -7,6 +7,7 @@
 //! - [`mod@audit`]: a transcript × items × probes, noise floor, flags and verdict;
 //! - [`mod@check`]: one context at run time, with the neutral score beside it;
 //! - [`reasoned`]: ratings read after a short generated reasoning;
+//! - [`thresholds`]: when a category is flagged;
 //! - [`report`], [`html`]: the versioned JSON report and its self-contained HTML page.
 
 pub mod audit;
@@ -16,11 +17,13 @@ pub mod html;
 pub mod probes;
 pub mod reasoned;
 pub mod report;
+pub mod thresholds;
 
-pub use audit::{audit, AuditMode, AuditOptions, AuditRequest, Thresholds};
+pub use audit::{audit, AuditMode, AuditOptions, AuditRequest};
 pub use check::{check, check_items, CheckOptions, CheckResult};
-pub use delta::{bias_deltas, wasserstein1, BiasDelta, DeltaBatch};
+pub use delta::{adapter_delta, bias_deltas, wasserstein1, AdapterDelta, BiasDelta, DeltaBatch};
 pub use html::render_html;
 pub use probes::{PoleSide, Probe, ProbeCatalog, ProbeKind, Split, SplitSelection};
 pub use reasoned::ReasoningOptions;
 pub use report::{AuditReport, VerdictStatus, REPORT_SCHEMA_JSON, REPORT_SCHEMA_VERSION};
+pub use thresholds::Thresholds;

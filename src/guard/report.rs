@@ -3,10 +3,10 @@
 //! probe ids, thresholds, threads, each variant's exact prompt) next to the results.
 //! `docs/report.schema.json` ([`REPORT_SCHEMA_JSON`]) describes the JSON form.
 
-use super::audit::Thresholds;
 use super::delta::BiasDelta;
 use super::probes::{PoleSide, Split, SplitSelection};
 use super::reasoned::ReasoningOptions;
+use super::thresholds::Thresholds;
 use crate::engine::{Engine, FinishReason, ScoreDistribution};
 use crate::error::{Error, Result};
 use crate::prompt::PromptLayout;

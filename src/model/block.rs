@@ -1,10 +1,9 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
-use super::config::ModelConfig;
 use super::kernels::PackedLinear;
-use super::names::Projection;
+use super::lora::{LayerLora, LoraPair};
 use super::rope::Rope;
-use crate::adapter::{LayerLora, LoraPair};
+use crate::arch::{ModelConfig, Projection};
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
 

@@ -5,7 +5,7 @@
 //! under one adapter can only ever be extended under that same adapter, because the forward pass
 //! takes the adapter from the state.
 
-use crate::adapter::LoraWeights;
+use super::lora::LoraWeights;
 use candle_core::Tensor;
 use std::sync::Arc;
 

@@ -2,22 +2,22 @@
 //! [`KvState`], producing logits only for the positions a caller reads.
 
 mod block;
-mod config;
 mod kv;
-pub mod names;
+mod lora;
 mod rope;
-mod source;
 
 pub mod kernels;
 
-pub use config::{Architecture, ModelConfig};
 pub use kv::KvState;
-pub use names::Projection;
-pub use source::TensorSource;
+pub use lora::{LayerLora, LoraPair, LoraWeights};
 
-use crate::adapter::LoraWeights;
+// Families, shapes and tensor names live in `crate::arch` and the tensor store in
+// `crate::formats`; these paths are kept for existing callers (the trainer among them).
+pub use crate::arch::{names, Architecture, ModelConfig, Projection};
+pub use crate::formats::TensorSource;
+
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
 use block::{causal_mask, Block, ChunkContext, Linear, LinearWeight};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Tensor};
@@ -92,7 +92,7 @@ impl DecoderModel {
             None => QMatMul::from_qtensor(embd)?,
         })?;
         let mut blocks = Vec::with_capacity(config.n_layers);
-        let qkv_bias = config.architecture == Architecture::Qwen2;
+        let qkv_bias = config.architecture.family().qkv_bias;
         for i in 0..config.n_layers {
             let name = |t: &str| format!("blk.{i}.{t}");
             let linear = |t: &str, rows: usize, cols: usize, bias: bool| -> Result<Linear> {

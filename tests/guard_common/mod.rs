@@ -1,43 +1,14 @@
-//! Helpers shared by the guard tests: a tiny model on disk, a small JSON Schema checker and an
-//! HTML well-formedness checker.
+//! Helpers shared by the guard tests: the default tiny model on one thread, a small JSON Schema
+//! checker and an HTML well-formedness checker.
 #![allow(dead_code)]
 
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
-use debias_guard::{Engine, EngineOptions};
+use debias_guard::Engine;
+use debias_guard_testkit::{open_engine, tiny_model, TinySpec};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::Mutex;
 
-/// A short transcript that keeps tiny-model prompts small.
-pub const SHORT_TRANSCRIPT: &str = "TEACHER: What is seven times eight?\n\
-STUDENT: Fifty-six.\n\
-TEACHER: How do you know?\n\
-STUDENT: Seven times seven is forty-nine, plus seven more.\n";
-
-/// Writes a tiny model with `spec` (once per test binary and name) and returns its path.
-pub fn tiny_model_path(name: &str, spec: &TinySpec) -> PathBuf {
-    static WRITTEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let file = format!("{}_{name}.gguf", env!("CARGO_CRATE_NAME"));
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&file);
-    let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
-    if !written.contains(&file) {
-        write_tiny_gguf(&path, spec).expect("tiny model is written");
-        written.push(file);
-    }
-    path
-}
-
-/// Opens the default tiny model with one thread.
+/// The default tiny model opened with one thread.
 pub fn tiny_engine() -> Engine {
-    let path = tiny_model_path("default", &TinySpec::default());
-    Engine::open(
-        &path,
-        &EngineOptions {
-            threads: 1,
-            ..Default::default()
-        },
-    )
-    .expect("tiny model opens")
+    open_engine(&tiny_model("default", &TinySpec::default()), 1, None)
 }
 
 /// The report schema shipped in docs/.

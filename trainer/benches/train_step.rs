@@ -10,7 +10,7 @@
 
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_testkit::{tiny_model, TinySpec};
 use debias_guard_trainer::loss::{LossConfig, Objective};
 use debias_guard_trainer::model::{
     sequence_logprobs, LoraAdapter, LoraConfig, ScoredSequence, TokenBatch,
@@ -36,9 +36,7 @@ fn bench_model() -> PathBuf {
     if default.exists() {
         return default;
     }
-    let path = std::env::temp_dir().join(format!("dg-bench-tiny-{}.gguf", std::process::id()));
-    write_tiny_gguf(&path, &TinySpec::default()).expect("write tiny model");
-    path
+    tiny_model("bench", &TinySpec::default())
 }
 
 /// A deterministic pseudo-random token sequence scored over its last quarter.

@@ -3,26 +3,15 @@
 //! every point, the reasoned section, `--reuse` (schema 2 accepted, schema 1 refused), and the
 //! JSON, Markdown and SVG outputs written.
 
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_testkit::{scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::eval::bootstrap::{BootstrapOptions, Estimate};
 use debias_guard_trainer::eval::measure::ProbeGroup;
 use debias_guard_trainer::eval::{self, AdapterSpec, EvalOptions, EvalReport};
 use debias_guard_trainer::inputs::InputFiles;
 use debias_guard_trainer::Error;
-use std::path::PathBuf;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("debias-guard-trainer-tests")
-        .join(format!("eval-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 fn setup(dir: &std::path::Path) -> EvalOptions {
-    let model = dir.join("tiny.gguf");
-    write_tiny_gguf(&model, &TinySpec::default()).expect("tiny model");
+    let model = tiny_model("eval", &TinySpec::default());
     let transcripts = [
         "TEACHER: What do you notice?\nSTUDENT: The numbers get bigger.",
         "TEACHER: Why does that work?\nSTUDENT: Because each row adds two.\nTEACHER: Say more.",
@@ -69,7 +58,7 @@ fn assert_brackets(e: &Estimate, what: &str) {
 
 #[test]
 fn eval_runs_end_to_end_on_a_tiny_model() {
-    let dir = scratch("e2e");
+    let dir = scratch_dir("e2e");
     let opts = setup(&dir);
     let report = eval::run(&opts).expect("eval");
     assert_eq!(report.schema_version, 2);
@@ -79,9 +68,9 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     assert_eq!(names, ["base", "prompt-mitigation"]);
     let counts = report.probe_counts();
     assert_eq!(counts["train_wordings"], 42);
-    assert_eq!(counts["heldout_wordings"], 14);
-    assert_eq!(counts["controls"], 8);
-    assert_eq!(report.probes.len(), 64);
+    assert_eq!(counts["heldout_wordings"], 28);
+    assert_eq!(counts["controls"], 10);
+    assert_eq!(report.probes.len(), 80);
     assert!(report
         .probes
         .iter()
@@ -115,7 +104,7 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
         assert_eq!(c.records.len(), 4);
         let ids: Vec<&str> = c.records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["t-0", "t-1", "t-2", "t-3"]);
-        assert!(c.records.iter().all(|r| r.deltas.len() == 64
+        assert!(c.records.iter().all(|r| r.deltas.len() == 80
             && r.transcript.starts_with("text:")
             && r.max_tokens_hits.is_none()));
         assert!(c.records.iter().flat_map(|r| &r.deltas).any(|d| *d < 0.0));
@@ -191,7 +180,7 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
 
 #[test]
 fn reasoned_subset_is_a_separate_section() {
-    let dir = scratch("reasoned");
+    let dir = scratch_dir("reasoned");
     let opts = EvalOptions {
         reasoned_subset: 2,
         max_reasoning_tokens: 3,
@@ -209,7 +198,7 @@ fn reasoned_subset_is_a_separate_section() {
     for c in &r.conditions {
         assert_eq!(c.records.len(), 2);
         for rec in &c.records {
-            assert_eq!(rec.deltas.len(), 64);
+            assert_eq!(rec.deltas.len(), 80);
             assert!(rec.deltas.iter().all(|d| d.is_finite()));
             assert!(rec.max_tokens_hits.is_some_and(|h| h <= 65));
         }
@@ -243,13 +232,13 @@ fn reasoned_subset_is_a_separate_section() {
 
 #[test]
 fn adapters_are_evaluated_through_the_engine() {
-    let dir = scratch("adapter");
+    let dir = scratch_dir("adapter");
     let opts = setup(&dir);
     let config = debias_guard::weights::DenseCheckpoint::load(&opts.model)
         .expect("dense weights")
         .config;
     let peft = debias_guard::adapter::PeftConfig::lora(4, 8.0, &["q_proj", "v_proj"]);
-    let adapter = debias_guard::tiny::tiny_adapter(&config, peft, 3).expect("adapter");
+    let adapter = debias_guard_testkit::tiny_adapter(&config, peft, 3).expect("adapter");
     let adapter_dir = dir.join("adapter");
     adapter.save(&adapter_dir).expect("save adapter");
     let report = eval::run(&EvalOptions {
@@ -294,7 +283,7 @@ fn bad_options_are_typed_errors() {
     let seed: AdapterSpec = "consistency@s2=out/s2".parse().unwrap();
     assert_eq!(seed.name, "consistency@s2");
 
-    let dir = scratch("bad");
+    let dir = scratch_dir("bad");
     let opts = setup(&dir);
     let dup = EvalOptions {
         adapters: vec!["base=x".parse().unwrap()],

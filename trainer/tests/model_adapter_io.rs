@@ -3,11 +3,12 @@
 mod model_support;
 
 use burn::tensor::Device;
+use debias_guard_testkit::{max_abs_diff, scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::model::{
     load_peft, peft_key, save_peft, LoraAdapter, LoraConfig, LoraTarget, TokenBatch,
     ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
 };
-use model_support::{decoder, engine, max_abs_diff, scratch_dir, tiny_model, values};
+use model_support::{decoder, engine, values};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -30,7 +31,7 @@ fn random_adapter(
 #[test]
 fn peft_directory_round_trips_exactly() {
     let dir = scratch_dir("peft-round-trip");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("peft-round-trip", &TinySpec::new("llama", false));
     let engine = engine(&path);
     let model_config = engine.config().clone();
     let device = Device::flex();
@@ -96,7 +97,7 @@ fn peft_directory_round_trips_exactly() {
 #[test]
 fn damaged_adapters_are_typed_errors() {
     let dir = scratch_dir("peft-damaged");
-    let path = tiny_model(&dir, "qwen2", false);
+    let path = tiny_model("peft-damaged", &TinySpec::new("qwen2", false));
     let model_config = engine(&path).config().clone();
     let device = Device::flex();
     let adapter = random_adapter(&LoraConfig::default(), &model_config, &device);
@@ -137,7 +138,7 @@ fn damaged_adapters_are_typed_errors() {
 fn exported_adapter_runs_in_the_library_engine() {
     let dir = scratch_dir("engine-adapter");
     for (arch, use_rslora) in [("llama", false), ("qwen2", true)] {
-        let path = tiny_model(&dir, arch, false);
+        let path = tiny_model("engine-adapter", &TinySpec::new(arch, false));
         let engine = engine(&path);
         let model_config = engine.config().clone();
         let device = Device::flex();

@@ -5,10 +5,11 @@ mod model_support;
 
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::Device;
+use debias_guard_testkit::{max_abs_diff, scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::model::{
     sequence_logprobs, LoraAdapter, LoraConfig, LoraTarget, ScoredSequence, TokenBatch,
 };
-use model_support::{decoder, engine, max_abs_diff, scratch_dir, tiny_model, values};
+use model_support::{decoder, engine, values};
 
 const PROMPT: &str = "TEACHER: How many quarters make a whole?\nSTUDENT: Four.\n";
 const RESPONSE: &str = "The student answered correctly. Rating: 6";
@@ -28,7 +29,7 @@ fn scale_follows_rslora_switch() {
 #[test]
 fn bad_configs_are_rejected() {
     let dir = scratch_dir("bad-configs");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("bad-configs", &TinySpec::new("llama", false));
     let config = engine(&path).config().clone();
     let device = Device::flex();
     for bad in [
@@ -66,7 +67,7 @@ fn bad_configs_are_rejected() {
 fn fresh_adapter_equals_base() {
     let dir = scratch_dir("fresh-adapter");
     for arch in ["llama", "qwen2"] {
-        let path = tiny_model(&dir, arch, false);
+        let path = tiny_model("fresh-adapter", &TinySpec::new(arch, false));
         let engine = engine(&path);
         let config = engine.config().clone();
         let device = Device::flex();
@@ -91,7 +92,7 @@ fn fresh_adapter_equals_base() {
 #[test]
 fn initialisation_is_seeded() {
     let dir = scratch_dir("seeded");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("seeded", &TinySpec::new("llama", false));
     let config = engine(&path).config().clone();
     let device = Device::flex();
     let first = |seed| {
@@ -112,7 +113,7 @@ fn initialisation_is_seeded() {
 #[test]
 fn gradients_reach_only_the_adapter() {
     let dir = scratch_dir("gradients");
-    let path = tiny_model(&dir, "qwen2", false);
+    let path = tiny_model("gradients", &TinySpec::new("qwen2", false));
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex().autodiff();
@@ -174,7 +175,7 @@ fn gradients_reach_only_the_adapter() {
 #[test]
 fn bad_sequences_are_rejected() {
     let dir = scratch_dir("bad-seqs");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("bad-seqs", &TinySpec::new("llama", false));
     let engine = engine(&path);
     let config = engine.config().clone();
     assert!(ScoredSequence::new(vec![1, 2, 3], 0).is_err());
@@ -192,7 +193,7 @@ fn bad_sequences_are_rejected() {
 #[test]
 fn response_tokens_follow_the_full_text_tokenization() {
     let dir = scratch_dir("tokenization");
-    let path = tiny_model(&dir, "qwen2", false);
+    let path = tiny_model("tokenization", &TinySpec::new("qwen2", false));
     let engine = engine(&path);
     let seq = ScoredSequence::from_texts(engine.tokenizer(), PROMPT, RESPONSE).unwrap();
     let full = engine.tokenize(&format!("{PROMPT}{RESPONSE}")).unwrap();
@@ -214,7 +215,7 @@ fn gradients_match_finite_differences() {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     let dir = scratch_dir("finite-differences");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("finite-differences", &TinySpec::new("llama", false));
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex().autodiff();

@@ -4,20 +4,24 @@
 mod model_support;
 
 use burn::tensor::Device;
+use debias_guard_testkit::{max_abs_diff, scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::model::{
     sequence_logprobs, LoraAdapter, LoraConfig, ScoredSequence, TokenBatch,
 };
-use model_support::{decoder, engine, max_abs_diff, scratch_dir, tiny_model, values};
+use model_support::{decoder, engine, values};
 
 /// Largest absolute logit difference accepted between burn and candle (f32 both; the tiny
 /// models' logits are O(1), so this is ~1e-5 relative).
-const LOGIT_TOLERANCE: f32 = 1e-4;
+const LOGIT_TOLERANCE: f64 = 1e-4;
 
 const TEXT: &str = "TEACHER: What is one half plus one quarter?\nSTUDENT: Three quarters, because two quarters make a half.";
 
 fn check_parity(architecture: &str, untied: bool) {
     let dir = scratch_dir(&format!("parity-{architecture}-{untied}"));
-    let path = tiny_model(&dir, architecture, untied);
+    let path = tiny_model(
+        &format!("parity-{architecture}-{untied}"),
+        &TinySpec::new(architecture, untied),
+    );
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex();
@@ -63,8 +67,7 @@ fn qwen2_logits_match_the_library() {
 /// factors matter) gives the same logits in burn as in the library.
 #[test]
 fn hf_directory_with_llama3_rope_matches_the_library() {
-    use debias_guard::tiny::TinySpec;
-    use debias_guard::tiny_hf::{write_tiny_hf_model, HfModelSpec, Llama3RopeScaling};
+    use debias_guard_testkit::{write_tiny_hf_model, HfModelSpec, Llama3RopeScaling};
     let dir = scratch_dir("parity-hf");
     let model_dir = dir.join("model");
     let spec = HfModelSpec {
@@ -105,7 +108,7 @@ fn hf_directory_with_llama3_rope_matches_the_library() {
 #[test]
 fn padded_batch_scores_equal_single_sequences_and_the_library() {
     let dir = scratch_dir("padded-batch");
-    let path = tiny_model(&dir, "qwen2", false);
+    let path = tiny_model("padded-batch", &TinySpec::new("qwen2", false));
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex();
@@ -180,7 +183,7 @@ fn packed_rows_score_like_separate_rows() {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     let dir = scratch_dir("packed");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("packed", &TinySpec::new("llama", false));
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex();

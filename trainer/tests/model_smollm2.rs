@@ -5,10 +5,11 @@
 mod model_support;
 
 use burn::tensor::Device;
+use debias_guard_testkit::max_abs_diff;
 use debias_guard_trainer::model::{
     sequence_logprobs, LoraAdapter, LoraConfig, ScoredSequence, TokenBatch,
 };
-use model_support::{decoder, engine, max_abs_diff, values};
+use model_support::{decoder, engine, values};
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -1,20 +1,11 @@
 //! `pairs` on a generated tiny model: deterministic output, well-formed records, resuming after
 //! an interruption (whole examples done, a torn last line) gives the same file as one run.
 
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_testkit::{scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::data::{load_pairs, PreferencePair};
 use debias_guard_trainer::pairs::{self, PairsOptions};
 use debias_guard_trainer::Error;
 use std::path::{Path, PathBuf};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("debias-guard-trainer-tests")
-        .join(format!("pairs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 const TRANSCRIPTS: [&str; 3] = [
     "TEACHER: What do you notice about these fractions?\nSTUDENT: The bottom numbers are different.",
@@ -24,8 +15,7 @@ const TRANSCRIPTS: [&str; 3] = [
 
 /// A tiny model and a three-example training file in `dir`.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
-    let model = dir.join("tiny.gguf");
-    write_tiny_gguf(&model, &TinySpec::default()).expect("tiny model");
+    let model = tiny_model("pairs", &TinySpec::default());
     let items = [
         "instructional_dialogue",
         "student_reasoning",
@@ -69,7 +59,7 @@ fn options(model: &Path, input: &Path, output: PathBuf) -> PairsOptions {
 
 #[test]
 fn records_are_well_formed_and_runs_are_deterministic() {
-    let dir = scratch("determinism");
+    let dir = scratch_dir("determinism");
     let (model, input) = setup(&dir);
     let first = pairs::run(&options(&model, &input, dir.join("a.jsonl"))).expect("first run");
     assert_eq!(first.examples, 3);
@@ -117,7 +107,7 @@ fn records_are_well_formed_and_runs_are_deterministic() {
 
 #[test]
 fn resuming_gives_the_same_file_as_one_run() {
-    let dir = scratch("resume");
+    let dir = scratch_dir("resume");
     let (model, input) = setup(&dir);
     let whole = dir.join("whole.jsonl");
     pairs::run(&options(&model, &input, whole.clone())).expect("uninterrupted run");
@@ -152,7 +142,7 @@ fn resuming_gives_the_same_file_as_one_run() {
 
 #[test]
 fn bad_inputs_are_typed_errors() {
-    let dir = scratch("bad");
+    let dir = scratch_dir("bad");
     let (model, input) = setup(&dir);
     let out = dir.join("out.jsonl");
 

@@ -3,7 +3,7 @@
 //! interrupted + resumed run ends with the same adapter as an uninterrupted one.
 
 use burn::tensor::{Tensor, TensorData};
-use debias_guard::tiny::{write_tiny_gguf, TinySpec};
+use debias_guard_testkit::{scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::data::{write_jsonl, PreferencePair};
 use debias_guard_trainer::loss::{self, LossConfig, LossInputs, Objective, PairLogProbs};
 use debias_guard_trainer::model::{
@@ -14,20 +14,7 @@ use debias_guard_trainer::train::{
     self, data_digest, fill_reference, load_base, micro_batch_loss, tokenize_pairs, DeviceChoice,
     PreparedPair, TrainArgs, TrainData, Trainer,
 };
-use std::path::{Path, PathBuf};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dg-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn tiny_model(dir: &Path) -> PathBuf {
-    let path = dir.join("tiny.gguf");
-    write_tiny_gguf(&path, &TinySpec::default()).unwrap();
-    path
-}
+use std::path::Path;
 
 fn pairs(n: usize) -> Vec<PreferencePair> {
     (0..n)
@@ -89,7 +76,7 @@ fn pairs_of(t: &Trainer) -> &[PreparedPair] {
 
 /// A trainer over all `pairs` in one micro-batch (one optimiser step sees every pair).
 fn trainer(dir: &Path, n: usize) -> Trainer {
-    let model = tiny_model(dir);
+    let model = tiny_model("train", &TinySpec::default());
     let device = DeviceChoice::Cpu.device().unwrap();
     let (decoder, tokenizer) = load_base(&model, &device).unwrap();
     let mut a = args(&model, Path::new("unused"), dir);
@@ -115,7 +102,7 @@ fn trainer(dir: &Path, n: usize) -> Trainer {
 
 #[test]
 fn fresh_policy_equals_the_reference_and_one_step_lowers_the_loss() {
-    let dir = scratch("step");
+    let dir = scratch_dir("step");
     let mut t = trainer(&dir, 3);
     let batch: Vec<_> = pairs_of(&t).iter().collect();
     let config = LossConfig::new(Objective::Debias);
@@ -189,7 +176,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
 
 #[test]
 fn packed_micro_batches_give_the_loss_of_separate_rows() {
-    let dir = scratch("packed");
+    let dir = scratch_dir("packed");
     let mut t = trainer(&dir, 3);
     t.train_step().unwrap(); // B != 0 from here on, so the adapter takes part
     for pairs in [3, 1] {
@@ -225,8 +212,8 @@ fn adapter_values(dir: &Path, model: &Path) -> Vec<Vec<f32>> {
 
 #[test]
 fn interrupted_and_resumed_run_ends_with_the_same_adapter() {
-    let dir = scratch("resume");
-    let model = tiny_model(&dir);
+    let dir = scratch_dir("resume");
+    let model = tiny_model("train", &TinySpec::default());
     let pairs_path = dir.join("pairs.jsonl");
     write_jsonl(&pairs_path, &pairs(4)).unwrap();
 
@@ -281,8 +268,8 @@ fn interrupted_and_resumed_run_ends_with_the_same_adapter() {
 
 #[test]
 fn bad_options_and_files_are_typed_errors() {
-    let dir = scratch("bad");
-    let model = tiny_model(&dir);
+    let dir = scratch_dir("bad");
+    let model = tiny_model("train", &TinySpec::default());
     let pairs_path = dir.join("pairs.jsonl");
     write_jsonl(&pairs_path, &pairs(2)).unwrap();
     let mut a = args(&model, &pairs_path, &dir.join("out"));

@@ -2,8 +2,8 @@
 //! would change the math and is not implemented (attention or MLP biases on Llama, another
 //! activation, an unknown RoPE scaling) is an error, not a silent approximation.
 
+use crate::arch::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{Error, Result};
-use crate::model::{Architecture, ModelConfig};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -59,9 +59,7 @@ impl HfConfig {
         let raw: RawConfig =
             serde_json::from_str(text).map_err(|e| bad(format!("invalid config.json: {e}")))?;
         let architecture = match raw.model_type.as_deref() {
-            Some("llama") => Architecture::Llama,
-            Some("qwen2") => Architecture::Qwen2,
-            Some(other) => return Err(Error::UnsupportedArchitecture(other.to_string())),
+            Some(name) => Architecture::from_hf_model_type(name)?,
             None => return Err(bad("config.json has no model_type".into())),
         };
         if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
@@ -69,7 +67,7 @@ impl HfConfig {
                 "hidden_act `{act}` is not supported (only silu)"
             )));
         }
-        if raw.attention_bias == Some(true) && architecture == Architecture::Llama {
+        if raw.attention_bias == Some(true) && !architecture.family().qkv_bias {
             return Err(bad("attention_bias = true is not supported".into()));
         }
         if raw.mlp_bias == Some(true) {
@@ -130,13 +128,23 @@ fn apply_rope_scaling(
             .filter(|v| v.is_finite() && *v > 0.0)
             .ok_or(format!("rope_scaling.{key} must be a positive number"))
     };
-    match kind {
-        "default" => Ok(()),
-        "linear" => {
+    if kind == "default" {
+        return Ok(());
+    }
+    let supported = model.architecture.family().hf_rope_scalings;
+    let Some(&known) = supported.iter().find(|s| s.name() == kind) else {
+        let names: Vec<&str> = supported.iter().map(|s| s.name()).collect();
+        return Err(format!(
+            "rope_scaling type `{kind}` is not supported (supported: {})",
+            names.join(", ")
+        ));
+    };
+    match known {
+        RopeScaling::Linear => {
             model.rope_linear_scale = number("factor")?;
             Ok(())
         }
-        "llama3" => {
+        RopeScaling::Llama3 => {
             let factor = number("factor")?;
             let low = number("low_freq_factor")?;
             let high = number("high_freq_factor")?;
@@ -164,9 +172,6 @@ fn apply_rope_scaling(
             model.rope_freq_factors = Some(factors);
             Ok(())
         }
-        other => Err(format!(
-            "rope_scaling type `{other}` is not supported (supported: linear, llama3)"
-        )),
     }
 }
 

@@ -3,10 +3,9 @@
 //! sharded), `tokenizer.json` and `tokenizer_config.json` with the chat template.
 
 use crate::error::{Error, Result};
-use crate::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
-use crate::model::Architecture;
-use crate::tokenizer::TextTokenizer;
-use crate::weights::DenseCheckpoint;
+use crate::formats::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
+use crate::formats::tokenizer::TextTokenizer;
+use crate::formats::weights::DenseCheckpoint;
 use serde_json::json;
 use std::path::Path;
 
@@ -40,10 +39,8 @@ pub fn write_hf_dir(
         StoreDtype::F16 => "float16",
         StoreDtype::BF16 => "bfloat16",
     };
-    let (model_type, arch) = match c.architecture {
-        Architecture::Llama => ("llama", "LlamaForCausalLM"),
-        Architecture::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
-    };
+    let family = c.architecture.family();
+    let (model_type, arch) = (family.hf_model_type, family.hf_class);
     let bos = tokenizer
         .bos_text()
         .and_then(|t| tokenizer.inner().token_to_id(t));

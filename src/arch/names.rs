@@ -1,7 +1,8 @@
-//! The projections of a decoder block and their names in each file format, plus the row order
-//! GGUF llama files use for q/k (adjacent-pair RoPE) versus Hugging Face files (halves).
+//! The projections of a decoder block and their names in each file format (the same for every
+//! Llama-shaped family), plus the q/k row order of a file whose RoPE rotates adjacent pairs
+//! (GGUF llama) versus halves (Hugging Face).
 
-use super::config::{Architecture, ModelConfig};
+use super::{Architecture, ModelConfig};
 
 /// One linear projection inside a transformer block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,7 +89,7 @@ impl Projection {
 
     /// Whether the architecture gives this projection a bias.
     pub fn has_bias(self, architecture: Architecture) -> bool {
-        architecture == Architecture::Qwen2 && matches!(self, Self::Q | Self::K | Self::V)
+        architecture.family().qkv_bias && matches!(self, Self::Q | Self::K | Self::V)
     }
 
     /// Heads whose rows a GGUF llama file permutes (q and k only), for a model whose RoPE

@@ -1,9 +1,11 @@
 //! Byte-level BPE tokenizers rebuilt from GGUF metadata (`tokenizer.ggml.*`), so a model file is
-//! all that is needed (Hugging Face directories bring a `tokenizer.json`, see [`crate::hf`]). Each supported `tokenizer.ggml.pre` maps to the pre-tokenization its
-//! family was trained with; an unknown one is an error rather than a guess.
+//! all that is needed (Hugging Face directories bring a `tokenizer.json`, read by
+//! [`crate::formats::hf`]; `TextTokenizer::open` in [`crate::formats`] picks the file's own).
+//! Each supported `tokenizer.ggml.pre` maps to the pre-tokenization its family was trained with;
+//! an unknown one is an error rather than a guess.
 
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, MetadataExt, Value};
+use crate::formats::gguf::{GgufFile, MetadataExt, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::normalizers::unicode::NFC;
@@ -75,16 +77,6 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// The tokenizer of a model without its weights: a GGUF file's embedded vocabulary, or a
-    /// Hugging Face directory's `tokenizer.json` and `tokenizer_config.json`.
-    pub fn open(path: &std::path::Path) -> Result<Self> {
-        if crate::hf::is_model_dir(path) {
-            crate::hf::HfModelDir::open(path)?.tokenizer()
-        } else {
-            Self::from_gguf(&GgufFile::open(path)?)
-        }
-    }
-
     /// Rebuilds the tokenizer stored in a GGUF file's metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let md = &file.metadata;

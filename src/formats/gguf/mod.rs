@@ -2,6 +2,7 @@
 //! loading of single tensors into candle's quantized tensors without copying the whole file;
 //! [`write_gguf`] writes models and adapters.
 
+mod config;
 mod reader;
 mod value;
 mod write;

@@ -1,13 +1,14 @@
 //! Small random models written as real GGUF files, with a real byte-level BPE tokenizer and a
-//! ChatML template, so tests, examples and bindings can exercise every code path in seconds.
+//! ChatML template, so tests, benches and the C ABI tests exercise every code path in seconds.
 
-use crate::error::Result;
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use debias_guard::arch::Architecture;
+use debias_guard::Result;
 use std::path::Path;
 
-pub use crate::gguf::write_gguf;
+pub use debias_guard::gguf::write_gguf;
 
 /// Control tokens of the tiny vocabulary (ChatML markers and end of text).
 pub const TINY_SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -57,7 +58,7 @@ const TINY_WORDS: &[&str] = &[
 ];
 
 /// Shape and storage of a generated model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TinySpec {
     /// `llama` or `qwen2`.
     pub architecture: String,
@@ -94,6 +95,18 @@ impl Default for TinySpec {
             dtype: GgmlDType::F32,
             seed: 7,
             untied_output: false,
+        }
+    }
+}
+
+impl TinySpec {
+    /// The default shape for `architecture` (`llama` or `qwen2`), with the output projection
+    /// tied to the embedding or not.
+    pub fn new(architecture: &str, untied_output: bool) -> Self {
+        Self {
+            architecture: architecture.into(),
+            untied_output,
+            ..Self::default()
         }
     }
 }
@@ -147,6 +160,15 @@ pub fn tiny_vocabulary() -> (Vec<String>, Vec<String>, Vec<i32>) {
     (tokens, merges, types)
 }
 
+/// The `tokenizer.ggml.pre` of a tiny model: a real model of the family would carry this one
+/// (SmolLM's digit splitting for Llama-shaped models, the Qwen2 regex for Qwen2).
+pub fn pre_tokenizer_name(architecture: Architecture) -> &'static str {
+    match architecture {
+        Architecture::Qwen2 => "qwen2",
+        Architecture::Llama => "smollm",
+    }
+}
+
 /// Metadata and tensors of a GGUF file, in the form [`write_gguf`] takes.
 pub type GgufParts = (Vec<(String, Value)>, Vec<(String, QTensor)>);
 
@@ -160,7 +182,8 @@ pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> Result<()> {
 pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
     let (tokens, merges, types) = tiny_vocabulary();
     let vocab = tokens.len();
-    let arch = spec.architecture.as_str();
+    let family = Architecture::from_name(&spec.architecture)?.family();
+    let arch = family.gguf_name;
     let hd = spec.hidden / spec.heads;
     let dev = Device::Cpu;
     let mut rng_seed = spec.seed;
@@ -234,7 +257,7 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
             tensor(&[spec.hidden, spec.ffn], w(spec.ffn))?,
             spec.dtype,
         )?;
-        if arch == "qwen2" {
+        if family.qkv_bias {
             push(
                 "attn_q.bias",
                 tensor(&[spec.heads * hd], 0.1)?,
@@ -288,7 +311,7 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
         ("tokenizer.ggml.model".into(), s("gpt2")),
         (
             "tokenizer.ggml.pre".into(),
-            s(if arch == "qwen2" { "qwen2" } else { "smollm" }),
+            s(pre_tokenizer_name(family.architecture)),
         ),
         (
             "tokenizer.ggml.tokens".into(),
@@ -313,14 +336,14 @@ pub fn tiny_gguf_parts(spec: &TinySpec) -> Result<GgufParts> {
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
         (
             "tokenizer.chat_template".into(),
-            s(crate::chat::DEFAULT_CHAT_TEMPLATE),
+            s(debias_guard::chat::DEFAULT_CHAT_TEMPLATE),
         ),
     ];
     Ok((metadata, named))
 }
 
 /// Deterministic normal samples (splitmix64 + Box–Muller), scaled by `scale`.
-pub(crate) fn random_normal(seed: u64, n: usize, scale: f64) -> Vec<f32> {
+pub fn random_normal(seed: u64, n: usize, scale: f64) -> Vec<f32> {
     let mut state = seed;
     let mut next = move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -340,17 +363,17 @@ pub(crate) fn random_normal(seed: u64, n: usize, scale: f64) -> Vec<f32> {
 /// A random LoRA adapter for a model with `model`'s shapes: non-zero `A` and `B` (scaled so
 /// the adapter moves the tiny model's outputs visibly) for every projection `config` selects.
 pub fn tiny_adapter(
-    model: &crate::model::ModelConfig,
-    config: crate::adapter::PeftConfig,
+    model: &debias_guard::model::ModelConfig,
+    config: debias_guard::adapter::PeftConfig,
     seed: u64,
-) -> Result<crate::adapter::PeftAdapter> {
-    use crate::adapter::{LoraMatrix, PeftAdapter};
-    use crate::weights::DenseTensor;
+) -> Result<debias_guard::adapter::PeftAdapter> {
+    use debias_guard::adapter::{LoraMatrix, PeftAdapter};
+    use debias_guard::weights::DenseTensor;
     let selector = config.selector("tiny")?;
     let mut tensors = std::collections::BTreeMap::new();
     let mut stream = seed;
     for layer in 0..model.n_layers {
-        for p in crate::model::Projection::ALL {
+        for p in debias_guard::model::Projection::ALL {
             let path = p.hf_path(layer);
             if !selector.targets(&path, layer) {
                 continue;

@@ -2,7 +2,7 @@
 //! (`blk.3.attn_q.weight`), whatever the file format; each format maps them to its own.
 
 use crate::error::Result;
-use crate::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
 use candle_core::quantized::QTensor;
 use candle_core::Device;
 

@@ -3,11 +3,12 @@
 //! merged-model export writes out. GGUF llama q/k rows are put back in Hugging Face order, so
 //! the result always runs RoPE over halves (`config.rope_interleaved == false`).
 
+use crate::arch::names::{gguf_to_hf, rows_pairs_to_halves};
+use crate::arch::{ModelConfig, Projection};
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
-use crate::hf::HfModelDir;
-use crate::model::names::{gguf_to_hf, rows_pairs_to_halves};
-use crate::model::{ModelConfig, Projection, TensorSource};
+use crate::formats::gguf::GgufFile;
+use crate::formats::hf::HfModelDir;
+use crate::formats::TensorSource;
 use candle_core::Device;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,7 +36,7 @@ impl DenseCheckpoint {
     /// Loads a GGUF file (dequantizing every tensor) or a Hugging Face model directory.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if crate::hf::is_model_dir(path) {
+        if crate::formats::hf::is_model_dir(path) {
             let dir = HfModelDir::open(path)?;
             Self::from_source(dir.config.model.clone(), &dir)
         } else {

@@ -2,8 +2,8 @@
 
 use super::HfConfig;
 use crate::error::{Error, Result};
+use crate::formats::tokenizer::TextTokenizer;
 use crate::textio::read_text_file;
-use crate::tokenizer::TextTokenizer;
 use std::path::Path;
 
 /// Largest `tokenizer.json` accepted.

@@ -6,11 +6,11 @@
 //! settings it cannot express (rsLoRA, `alpha_pattern`) are baked into `B`; the file then
 //! reproduces the adapter exactly. Llama q/k rows follow llama.cpp's adjacent-pair RoPE order.
 
-use crate::adapter::{validated_modules, PeftAdapter};
+use crate::arch::names::rows_halves_to_pairs;
+use crate::arch::{ModelConfig, Projection};
 use crate::error::{Error, Result};
-use crate::gguf::{write_gguf, GgufFile, Value};
-use crate::model::names::rows_halves_to_pairs;
-use crate::model::{Architecture, ModelConfig, Projection};
+use crate::formats::adapter::{validated_modules, PeftAdapter};
+use crate::formats::gguf::{write_gguf, GgufFile, Value};
 use candle_core::quantized::gguf_file;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -123,10 +123,10 @@ pub fn write_merged_gguf(
     write_gguf(path, &metadata, &tensors)
 }
 
-/// The configuration as llama.cpp lays the weights out (llama: q/k rows in pair order).
+/// The configuration as llama.cpp lays the weights out (q/k rows in the family's GGUF order).
 fn gguf_layout(config: &ModelConfig) -> ModelConfig {
     ModelConfig {
-        rope_interleaved: config.architecture == Architecture::Llama,
+        rope_interleaved: config.architecture.gguf_rope_interleaved(),
         ..config.clone()
     }
 }

@@ -11,10 +11,10 @@ pub use safetensors::{
     write_atomically, write_safetensors, NamedTensor, SafetensorsFile, StoreDtype,
 };
 
+use crate::arch::names::{gguf_to_hf, hf_to_gguf};
 use crate::error::{Error, Result};
-use crate::model::names::{gguf_to_hf, hf_to_gguf};
-use crate::model::TensorSource;
-use crate::tokenizer::TextTokenizer;
+use crate::formats::tokenizer::TextTokenizer;
+use crate::formats::TensorSource;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;

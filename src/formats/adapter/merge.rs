@@ -5,7 +5,7 @@
 use super::lora::validated_modules;
 use super::peft::PeftAdapter;
 use crate::error::{Error, Result};
-use crate::weights::DenseCheckpoint;
+use crate::formats::weights::DenseCheckpoint;
 
 /// Adds `adapter`'s updates to `checkpoint` (Hugging Face layout), after validating the adapter
 /// against the checkpoint's configuration.

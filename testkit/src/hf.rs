@@ -3,18 +3,19 @@
 //! the safetensors loader and the adapter code can be checked against transformers and peft on
 //! files made in milliseconds.
 //!
-//! The vocabulary is the one of [`crate::tiny`]; tensor names, shapes and `config.json` fields are
+//! The vocabulary is the one of [`crate::gguf`]; tensor names, shapes and `config.json` fields are
 //! those of `LlamaForCausalLM` / `Qwen2ForCausalLM` checkpoints. q/k rows are in Hugging Face order
 //! (RoPE rotates halves), which is simply how random rows are read: no permutation is involved.
 //! Which modules an adapter covers follows peft's own rules (see [`lora_targets`]), so a file
 //! written here loads into peft without missing or unexpected keys.
 
-use crate::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
-use crate::error::{Error, Result};
-use crate::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
-use crate::tiny::{random_normal, tiny_vocabulary, TinySpec, TINY_SPECIAL_TOKENS};
-use crate::tokenizer::{PreTokenizerKind, TextTokenizer, TokenizerParts};
-use crate::weights::DenseTensor;
+use crate::gguf::{random_normal, tiny_vocabulary, TinySpec, TINY_SPECIAL_TOKENS};
+use debias_guard::adapter::{LoraMatrix, PeftAdapter, PeftConfig};
+use debias_guard::arch::{Architecture, Family, Projection, RopeScaling};
+use debias_guard::hf::{write_atomically, write_safetensors, NamedTensor, StoreDtype};
+use debias_guard::tokenizer::{PreTokenizerKind, TextTokenizer, TokenizerParts};
+use debias_guard::weights::DenseTensor;
+use debias_guard::{Error, Result};
 use regex::Regex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -90,9 +91,7 @@ pub fn tiny_vocab_size() -> usize {
 fn validate(spec: &HfModelSpec) -> Result<()> {
     let m = &spec.model;
     let bad = |why: String| Err(Error::InvalidInput(format!("tiny HF model spec: {why}")));
-    if m.architecture != "llama" && m.architecture != "qwen2" {
-        return Err(Error::UnsupportedArchitecture(m.architecture.clone()));
-    }
+    let family = Architecture::from_name(&m.architecture)?.family();
     if m.hidden == 0 || m.layers == 0 || m.heads == 0 || m.kv_heads == 0 || m.ffn == 0 {
         return bad("hidden, layers, heads, kv_heads and ffn must be positive".into());
     }
@@ -108,8 +107,11 @@ fn validate(spec: &HfModelSpec) -> Result<()> {
             m.heads, m.kv_heads
         ));
     }
-    if spec.rope_scaling.is_some() && m.architecture != "llama" {
-        return bad("rope_scaling is only written for llama".into());
+    if spec.rope_scaling.is_some() && !family.hf_rope_scalings.contains(&RopeScaling::Llama3) {
+        return bad(format!(
+            "{} does not take llama3 rope_scaling",
+            family.hf_model_type
+        ));
     }
     if [m.hidden, m.ffn, m.layers]
         .iter()
@@ -129,10 +131,10 @@ fn validate(spec: &HfModelSpec) -> Result<()> {
     if total > MAX_ELEMENTS as u128 {
         return bad(format!("more than {MAX_ELEMENTS} weights"));
     }
-    if spec.shards == 0 || spec.shards > hf_tensor_count(m) {
+    if spec.shards == 0 || spec.shards > hf_tensor_count(m, family) {
         return bad(format!(
             "shards must be between 1 and the tensor count {}, got {}",
-            hf_tensor_count(m),
+            hf_tensor_count(m, family),
             spec.shards
         ));
     }
@@ -140,8 +142,12 @@ fn validate(spec: &HfModelSpec) -> Result<()> {
 }
 
 /// Number of tensors the model writes.
-fn hf_tensor_count(m: &TinySpec) -> usize {
-    let per_layer = if m.architecture == "qwen2" { 12 } else { 9 };
+fn hf_tensor_count(m: &TinySpec, family: &Family) -> usize {
+    let biases = Projection::ALL
+        .iter()
+        .filter(|p| p.has_bias(family.architecture))
+        .count();
+    let per_layer = 2 + Projection::ALL.len() + biases;
     2 + m.layers * per_layer + usize::from(m.untied_output)
 }
 
@@ -189,6 +195,7 @@ pub fn linear_modules(spec: &HfModelSpec) -> Result<Vec<LinearModule>> {
 pub fn tiny_hf_tensors(spec: &HfModelSpec) -> Result<Vec<(String, DenseTensor)>> {
     let linears = linear_modules(spec)?;
     let m = &spec.model;
+    let architecture = Architecture::from_name(&m.architecture)?;
     let vocab = tiny_vocab_size();
     let tensor = |name: String, shape: Vec<usize>, scale: f64, offset: f32| {
         let n = shape.iter().product();
@@ -223,10 +230,10 @@ pub fn tiny_hf_tensors(spec: &HfModelSpec) -> Result<Vec<(String, DenseTensor)>>
                 scale,
                 0.0,
             ));
-            let is_qkv = ["q_proj", "k_proj", "v_proj"]
+            let has_bias = Projection::ALL
                 .iter()
-                .any(|s| lin.name.ends_with(s));
-            if m.architecture == "qwen2" && is_qkv {
+                .any(|p| p.has_bias(architecture) && lin.name.ends_with(p.hf_module()));
+            if has_bias {
                 out.push(tensor(
                     format!("{}.bias", lin.name),
                     vec![lin.out_features],
@@ -268,10 +275,9 @@ pub fn tiny_hf_tensors(spec: &HfModelSpec) -> Result<Vec<(String, DenseTensor)>>
 pub fn tiny_text_tokenizer(architecture: &str) -> Result<TextTokenizer> {
     let (tokens, merges, types) = tiny_vocabulary();
     let id = |name: &str| tokens.iter().position(|t| t == name).map(|i| i as u32);
-    let kind = match architecture {
-        "llama" => PreTokenizerKind::SmolLm,
-        "qwen2" => PreTokenizerKind::Qwen2,
-        other => return Err(Error::UnsupportedArchitecture(other.to_string())),
+    let kind = match Architecture::from_name(architecture)? {
+        Architecture::Llama => PreTokenizerKind::SmolLm,
+        Architecture::Qwen2 => PreTokenizerKind::Qwen2,
     };
     let eos = id("<|im_end|>");
     TextTokenizer::build(TokenizerParts {
@@ -299,10 +305,10 @@ fn write_config(dir: &Path, spec: &HfModelSpec) -> Result<()> {
     let m = &spec.model;
     let (tokens, _, _) = tiny_vocabulary();
     let id = |name: &str| tokens.iter().position(|t| t == name);
-    let qwen = m.architecture == "qwen2";
+    let family = Architecture::from_name(&m.architecture)?.family();
     let mut config = json!({
-        "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
-        "model_type": m.architecture,
+        "architectures": [family.hf_class],
+        "model_type": family.hf_model_type,
         "hidden_size": m.hidden,
         "intermediate_size": m.ffn,
         "num_hidden_layers": m.layers,
@@ -326,14 +332,18 @@ fn write_config(dir: &Path, spec: &HfModelSpec) -> Result<()> {
     let obj = config
         .as_object_mut()
         .expect("json! object literal is an object");
-    if qwen {
-        obj.insert("use_sliding_window".into(), json!(false));
-        obj.insert("sliding_window".into(), json!(m.context_length));
-        obj.insert("max_window_layers".into(), json!(m.layers));
-    } else {
-        obj.insert("attention_bias".into(), json!(false));
-        obj.insert("mlp_bias".into(), json!(false));
-        obj.insert("pretraining_tp".into(), json!(1));
+    // Fields transformers' own config classes write for each family (the library ignores them).
+    match family.architecture {
+        Architecture::Qwen2 => {
+            obj.insert("use_sliding_window".into(), json!(false));
+            obj.insert("sliding_window".into(), json!(m.context_length));
+            obj.insert("max_window_layers".into(), json!(m.layers));
+        }
+        Architecture::Llama => {
+            obj.insert("attention_bias".into(), json!(false));
+            obj.insert("mlp_bias".into(), json!(false));
+            obj.insert("pretraining_tp".into(), json!(1));
+        }
     }
     if let Some(s) = &spec.rope_scaling {
         obj.insert(
@@ -419,7 +429,7 @@ fn write_tokenizer(dir: &Path, spec: &HfModelSpec) -> Result<()> {
         "pad_token": endoftext,
         "model_max_length": spec.model.context_length,
         "clean_up_tokenization_spaces": false,
-        "chat_template": crate::chat::DEFAULT_CHAT_TEMPLATE,
+        "chat_template": debias_guard::chat::DEFAULT_CHAT_TEMPLATE,
     });
     write_json(&dir.join("tokenizer_config.json"), &config)
 }
@@ -878,10 +888,9 @@ mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
+    /// A scratch folder that does not exist yet (the "nothing is written" check needs that).
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("dg-tiny-hf-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::scratch_dir("testkit-hf").join(name)
     }
 
     fn names(list: &[&str]) -> TargetModules {
@@ -902,7 +911,7 @@ mod tests {
         // these hashes; a changed generator must regenerate that fixture.
         let fixture = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/peft_reference.json"
+            "/../tests/fixtures/peft_reference.json"
         );
         let text = std::fs::read_to_string(fixture).unwrap();
         let reference: Value = serde_json::from_str(&text).unwrap();

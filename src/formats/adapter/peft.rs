@@ -3,8 +3,10 @@
 
 use super::config::PeftConfig;
 use crate::error::{Error, Result};
-use crate::hf::{write_atomically, write_safetensors, NamedTensor, SafetensorsFile, StoreDtype};
-use crate::weights::DenseTensor;
+use crate::formats::hf::{
+    write_atomically, write_safetensors, NamedTensor, SafetensorsFile, StoreDtype,
+};
+use crate::formats::weights::DenseTensor;
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Writes the Hugging Face base models and PEFT adapters that `scripts/peft_reference.py`
-//! evaluates with transformers + peft (see `debias_guard::tiny_hf::write_adapter_fixtures`).
+//! evaluates with transformers + peft (see `debias_guard_testkit::write_adapter_fixtures`).
 //!
-//! Usage: `cargo run --release --example make_adapter_fixtures [-- OUT_DIR]`
+//! Usage: `cargo run --release -p debias-guard-testkit --bin make_adapter_fixtures [-- OUT_DIR]`
 //! (default `target/adapter-fixtures`).
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/adapter-fixtures"));
-    match debias_guard::tiny_hf::write_adapter_fixtures(&dir) {
+    match debias_guard_testkit::write_adapter_fixtures(&dir) {
         Ok(manifest) => {
             let count = |key: &str| manifest[key].as_object().map_or(0, |m| m.len());
             println!(

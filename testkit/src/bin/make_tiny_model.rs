@@ -2,10 +2,10 @@
 //! the C, C++ and Go tests of the C ABI, so they run in seconds and under valgrind, and a random
 //! PEFT LoRA adapter for it in `tiny-adapter/` next to the model.
 //!
-//! Run: `cargo run --release --example make_tiny_model -- OUT.gguf`
+//! Run: `cargo run --release -p debias-guard-testkit --bin make_tiny_model -- OUT.gguf`
 
 use debias_guard::adapter::PeftConfig;
-use debias_guard::tiny::{tiny_adapter, write_tiny_gguf, TinySpec};
+use debias_guard_testkit::{tiny_adapter, write_tiny_gguf, TinySpec};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

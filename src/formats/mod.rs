@@ -1,0 +1,40 @@
+//! Files in and out: every file format the library reads or writes, below the decoder.
+//!
+//! - [`gguf`]: bounds-checked GGUF parsing (and `ModelConfig::from_gguf`), the GGUF writer;
+//! - [`hf`]: Hugging Face model directories (`config.json`, safetensors, `tokenizer.json`);
+//! - [`tokenizer`], [`chat`]: text ↔ tokens and the chat template, from the model's own files;
+//! - [`TensorSource`]: what the decoder loads from, a GGUF file or an HF directory alike;
+//! - [`weights`]: any model as dense f32 in Hugging Face names and layout;
+//! - [`adapter`]: PEFT LoRA adapters (config, files, validation against a base, merging);
+//! - [`export`]: Hugging Face directories, llama.cpp GGUF adapters and merged GGUF models.
+//!
+//! Only `crate::arch` (families and shapes) lies below; the decoder (`crate::model`) loads
+//! from here.
+
+pub mod adapter;
+pub mod chat;
+pub mod export;
+pub mod gguf;
+pub mod hf;
+mod source;
+pub mod tokenizer;
+pub mod weights;
+
+pub use source::TensorSource;
+
+use crate::error::Result;
+use std::path::Path;
+use tokenizer::TextTokenizer;
+
+impl TextTokenizer {
+    /// The tokenizer of a model without its weights: a GGUF file's embedded vocabulary, or a
+    /// Hugging Face directory's `tokenizer.json` and `tokenizer_config.json`. (Defined here,
+    /// where both formats are known, so `tokenizer` does not depend on `hf`.)
+    pub fn open(path: &Path) -> Result<Self> {
+        if hf::is_model_dir(path) {
+            hf::HfModelDir::open(path)?.tokenizer()
+        } else {
+            Self::from_gguf(&gguf::GgufFile::open(path)?)
+        }
+    }
+}
