@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod compare;
 pub mod delta;
 pub mod html;
 pub mod probes;

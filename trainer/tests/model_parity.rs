@@ -235,7 +235,7 @@ fn packed_rows_score_like_separate_rows() {
 #[test]
 fn a_trie_of_prompt_tails_and_labels_scores_like_separate_rows() {
     let dir = scratch_dir("trie");
-    let path = tiny_model(&dir, "llama", false);
+    let path = tiny_model("trie", &TinySpec::new("llama", false));
     let engine = engine(&path);
     let config = engine.config().clone();
     let device = Device::flex();
