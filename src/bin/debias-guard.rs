@@ -156,6 +156,10 @@ struct AuditArgs {
     /// Exit with status 2 when the verdict is `flagged`.
     #[arg(long)]
     fail_on_flag: bool,
+    /// With `--adapter`: audit the base model too, and report both side by side (the JSON is
+    /// then a comparison holding both audits; the verdict is the adapter's).
+    #[arg(long)]
+    compare_base: bool,
 }
 
 // The options of `export-adapter` (its help text is the doc comment of its `Command`).
@@ -423,7 +427,11 @@ fn audit(args: AuditArgs) -> debias_guard::Result<ExitCode> {
         temperature,
         seed,
         fail_on_flag,
+        compare_base,
     } = args;
+    if compare_base && common.adapter.is_none() {
+        return Err(Error::InvalidInput("--compare-base needs --adapter".into()));
+    }
     let thresholds = Thresholds::new(abs_threshold, k)?;
     let mode = match mode {
         Mode::Direct => AuditMode::Direct,
@@ -464,6 +472,32 @@ fn audit(args: AuditArgs) -> debias_guard::Result<ExitCode> {
     };
     let mut report = guard::audit(&l.engine, &builder, &request)?;
     report.timings.model_load_seconds = Some(l.load_seconds);
+    if compare_base {
+        let mut base = guard::audit(&l.engine.with_adapter(None)?, &builder, &request)?;
+        base.timings.model_load_seconds = Some(l.load_seconds);
+        let adapter = common.adapter.as_deref().map(file_name).unwrap_or_default();
+        let status = report.verdict.status;
+        let comparison = guard::compare::AdapterComparison::new(&adapter, base, report)?;
+        println!("== base model ==");
+        print_audit(&comparison.base);
+        println!("\n== with adapter `{adapter}` ==");
+        print_audit(&comparison.adapted);
+        println!("\n== base model vs adapter (mean |Δ|, plain prompts) ==");
+        print!("{}", comparison.table());
+        if let Some(path) = &json {
+            comparison.write_json(path)?;
+            eprintln!("wrote {}", path.display());
+        }
+        if let Some(path) = &html {
+            guard::compare::write_comparison_html(&comparison, path)?;
+            eprintln!("wrote {}", path.display());
+        }
+        return Ok(if fail_on_flag && status == VerdictStatus::Flagged {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     print_audit(&report);
     if let Some(path) = &json {
         report.write_json(path)?;

@@ -3,6 +3,7 @@
 //! every point, the reasoned section, `--reuse` (schema 2 accepted, schema 1 refused), and the
 //! JSON, Markdown and SVG outputs written.
 
+use debias_guard::guard::{ProbeCatalog, ProbeKind, Split, SplitSelection};
 use debias_guard_testkit::{scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::eval::bootstrap::{BootstrapOptions, Estimate};
 use debias_guard_trainer::eval::measure::ProbeGroup;
@@ -47,6 +48,10 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
     }
 }
 
+fn builtin_probes() -> Vec<debias_guard::guard::Probe> {
+    ProbeCatalog::builtin().probes(SplitSelection::All)
+}
+
 fn assert_brackets(e: &Estimate, what: &str) {
     let p = e.point.unwrap_or_else(|| panic!("{what}: no point"));
     let [lo, hi] = e.ci95.unwrap_or_else(|| panic!("{what}: no interval"));
@@ -67,10 +72,24 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     let names: Vec<&str> = report.conditions.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["base", "prompt-mitigation"]);
     let counts = report.probe_counts();
-    assert_eq!(counts["train_wordings"], 42);
-    assert_eq!(counts["heldout_wordings"], 28);
-    assert_eq!(counts["controls"], 10);
-    assert_eq!(report.probes.len(), 80);
+    // Every wording of the built-in catalog, in its order.
+    let catalog = builtin_probes();
+    let wanted = |split: Split, control: bool| {
+        catalog
+            .iter()
+            .filter(|p| p.split == split && matches!(p.kind, ProbeKind::Control) == control)
+            .count()
+    };
+    assert_eq!(counts["train_wordings"], wanted(Split::Train, false));
+    assert_eq!(counts["heldout_wordings"], wanted(Split::Heldout, false));
+    assert_eq!(
+        counts["controls"],
+        wanted(Split::Train, true) + wanted(Split::Heldout, true)
+    );
+    let ids: Vec<&str> = report.probes.iter().map(|p| p.id.as_str()).collect();
+    let catalog_ids: Vec<&str> = catalog.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, catalog_ids);
+    let n = catalog.len();
     assert!(report
         .probes
         .iter()
@@ -98,13 +117,16 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
         ] {
             assert_brackets(e, "excess");
         }
-        assert_eq!(s.bias.by_category.len(), 7);
+        assert_eq!(
+            s.bias.by_category.len(),
+            ProbeCatalog::builtin().categories.len()
+        );
         assert!(c.seconds >= 0.0);
         // The records carry signed deltas that reproduce the summary.
         assert_eq!(c.records.len(), 4);
         let ids: Vec<&str> = c.records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["t-0", "t-1", "t-2", "t-3"]);
-        assert!(c.records.iter().all(|r| r.deltas.len() == 80
+        assert!(c.records.iter().all(|r| r.deltas.len() == n
             && r.transcript.starts_with("text:")
             && r.max_tokens_hits.is_none()));
         assert!(c.records.iter().flat_map(|r| &r.deltas).any(|d| *d < 0.0));
@@ -198,9 +220,11 @@ fn reasoned_subset_is_a_separate_section() {
     for c in &r.conditions {
         assert_eq!(c.records.len(), 2);
         for rec in &c.records {
-            assert_eq!(rec.deltas.len(), 80);
+            assert_eq!(rec.deltas.len(), builtin_probes().len());
             assert!(rec.deltas.iter().all(|d| d.is_finite()));
-            assert!(rec.max_tokens_hits.is_some_and(|h| h <= 65));
+            assert!(rec
+                .max_tokens_hits
+                .is_some_and(|h| h <= rec.deltas.len() + 1));
         }
         let v = c.summary.bias.heldout_wordings.point.expect("bias");
         assert!((0.0..=6.0).contains(&v));

@@ -216,38 +216,22 @@ pub fn summarise(
         })
     };
     let neutral: Vec<Neutral> = members.iter().map(|m| Neutral::of(m)).collect();
-    let stat_of = |f: NeutralStat| -> Estimate {
-        resamples.estimate(|idx| mean_of_members(neutral.iter().map(|n| f(n, idx))))
-    };
-    let accuracy = |score: fn(&Neutral) -> &[f64]| AccuracySummary {
-        spearman: resamples.estimate(|idx| {
-            mean_of_members(
-                neutral
-                    .iter()
-                    .map(|n| spearman(&gather(score(n), idx), &gather(&n.gold, idx))),
-            )
-        }),
-        pearson: resamples.estimate(|idx| {
-            mean_of_members(
-                neutral
-                    .iter()
-                    .map(|n| pearson(&gather(score(n), idx), &gather(&n.gold, idx))),
-            )
-        }),
-        mae: resamples.estimate(|idx| {
-            mean_of_members(
-                neutral
-                    .iter()
-                    .map(|n| mean_absolute_error(&gather(score(n), idx), &gather(&n.gold, idx))),
-            )
-        }),
-        exact_match: resamples.estimate(|idx| {
-            mean_of_members(
-                neutral
-                    .iter()
-                    .map(|n| exact_match(&gather(score(n), idx), &gather(&n.gold, idx))),
-            )
-        }),
+    let accuracy = |score: fn(&Neutral) -> &[f64]| {
+        let est = |f: fn(&[f64], &[f64]) -> Option<f64>| {
+            resamples.estimate(|idx| {
+                mean_of_members(
+                    neutral
+                        .iter()
+                        .map(|n| f(&gather(score(n), idx), &gather(&n.gold, idx))),
+                )
+            })
+        };
+        AccuracySummary {
+            spearman: est(spearman),
+            pearson: est(pearson),
+            mae: est(mean_absolute_error),
+            exact_match: est(exact_match),
+        }
     };
 
     let mut by_category = BTreeMap::new();
@@ -317,7 +301,8 @@ pub fn summarise(
         bias,
         accuracy_expected: accuracy(|n| &n.expected),
         accuracy_argmax: accuracy(|n| &n.argmax),
-        label_mass: stat_of(LABEL_MASS),
+        label_mass: resamples
+            .estimate(|idx| mean_of_members(neutral.iter().map(|n| LABEL_MASS(n, idx)))),
         vs_base,
     }
 }
