@@ -107,10 +107,12 @@ fn run(threads: usize) -> candle_core::Result<()> {
             continue;
         }
         let w = values(n * k, (n + k) as u64);
-        let packed = PackedLinear::pack(&w, n, k).unwrap_or_else(|| {
-            eprintln!("no AVX-512F: timing the portable kernel");
-            PackedLinear::pack_portable(&w, n, k)
-        });
+        let packed =
+            PackedLinear::pack(&w, n, k, debias_guard::model::kernels::KernelPath::detect())
+                .unwrap_or_else(|| {
+                    eprintln!("no AVX-512F: timing the portable kernel");
+                    PackedLinear::pack_portable(&w, n, k)
+                });
         let wt = Tensor::from_slice(&w, (n, k), &dev)?;
         for &m in &MS {
             if m_filter
