@@ -58,15 +58,22 @@ fn sub_tile<const R: usize>(t: &Tile<'_>, c: &mut [&mut [f32]], r0: usize, mr: u
                 break;
             }
             let mut acc = [[0.0f32; PW]; R];
-            for (g, bg) in panel.chunks(KU * NR).enumerate() {
-                let ag = &t.a[g * a_stride + r0 * KU..][..R * KU];
-                let ag: &[[f32; KU]; R] = ag.as_chunks::<KU>().0.try_into().expect("R rows");
-                for (u, bu) in bg.chunks_exact(NR).enumerate() {
-                    let bu: &[f32; PW] = bu[w0..w0 + PW].try_into().expect("PW columns");
-                    for (acc, ar) in acc.iter_mut().zip(ag) {
-                        let av = ar[u];
-                        for (s, &bv) in acc.iter_mut().zip(bu) {
-                            *s += av * bv;
+            for g in 0..kc.div_ceil(KU) {
+                let steps = (kc - g * KU).min(KU);
+                // This group's values of the sub-tile's rows, and its steps of the panel.
+                let ag: [[f32; KU]; R] = std::array::from_fn(|r| {
+                    let at = g * a_stride + (r0 + r) * KU;
+                    t.a[at..at + KU].try_into().expect("KU values")
+                });
+                let bg = &panel[g * KU * NR..g * KU * NR + steps * NR];
+                for u in 0..steps {
+                    let bu: [f32; PW] = bg[u * NR + w0..u * NR + w0 + PW]
+                        .try_into()
+                        .expect("PW columns");
+                    for r in 0..R {
+                        let av = ag[r][u % KU];
+                        for l in 0..PW {
+                            acc[r][l] += av * bu[l];
                         }
                     }
                 }
