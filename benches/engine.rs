@@ -254,7 +254,7 @@ fn main() {
         Ok(v) if v == "none" => Vec::new(),
         Ok(v) => v
             .split(',')
-            .map(|s| KernelPath::resolve(s).expect("BENCH_PATHS"))
+            .filter_map(|s| KernelPath::resolve(s).expect("BENCH_PATHS"))
             .collect(),
         Err(_) => KernelPath::supported(),
     };

@@ -65,8 +65,8 @@ pub struct EngineOptions {
     /// Device to run on (CPU unless built with `cuda` / `metal`).
     pub device: Device,
     /// Kernel path for dense f32 weights on the CPU (`None` = the process-wide choice:
-    /// `DEBIAS_GUARD_KERNEL`, else the fastest the CPU supports). A path the CPU cannot run
-    /// makes [`Engine::open`] fail.
+    /// `DEBIAS_GUARD_KERNEL`, else [`KernelPath::auto`]). A path the CPU cannot run makes
+    /// [`Engine::open`] fail.
     pub kernel: Option<KernelPath>,
 }
 
@@ -139,7 +139,7 @@ impl Engine {
         let path = path.as_ref();
         options.validate()?;
         let kernel = match options.kernel {
-            Some(k) => k.check(),
+            Some(k) => k.check().map(Some),
             None => KernelPath::from_env(),
         }
         .map_err(|e| Error::InvalidInput(e.to_string()))?;

@@ -19,13 +19,17 @@ pub enum LinearWeight {
 
 impl LinearWeight {
     /// Wraps a candle weight, repacking dense f32 CPU matrices for the kernel of `path` (which
-    /// the caller has checked the CPU supports; an unsupported one keeps candle's matmul).
-    pub fn new(weight: QMatMul, path: KernelPath) -> Result<Self> {
+    /// the caller has checked the CPU supports; `None` or an unsupported one keeps candle's
+    /// matmul).
+    pub fn new(weight: QMatMul, path: Option<KernelPath>) -> Result<Self> {
         if let QMatMul::Tensor(w) = &weight {
             if w.device().is_cpu() && w.dtype() == candle_core::DType::F32 {
                 let (n, k) = w.dims2()?;
-                let data = w.flatten_all()?.to_vec1::<f32>()?;
-                if let Some(packed) = PackedLinear::pack(&data, n, k, path) {
+                let data = match path {
+                    Some(_) => w.flatten_all()?.to_vec1::<f32>()?,
+                    None => Vec::new(),
+                };
+                if let Some(packed) = path.and_then(|p| PackedLinear::pack(&data, n, k, p)) {
                     return Ok(Self::Packed(std::sync::Arc::new(packed)));
                 }
             }

@@ -66,8 +66,8 @@ impl DecoderModel {
     }
 
     /// Loads and shape-checks the weights of any tensor source for a validated configuration,
-    /// with the kernel path from [`KernelPath::from_env`] (`DEBIAS_GUARD_KERNEL`, else the
-    /// fastest the CPU supports).
+    /// with the kernel path from [`KernelPath::from_env`] (`DEBIAS_GUARD_KERNEL`, else
+    /// [`KernelPath::auto`]).
     pub fn from_source(
         config: ModelConfig,
         file: &dyn TensorSource,
@@ -78,18 +78,18 @@ impl DecoderModel {
         Self::from_source_with_kernel(config, file, format, device, kernel)
     }
 
-    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed for `kernel`; an error
-    /// when the CPU cannot run it.
+    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed for `kernel` (`None`:
+    /// candle's matmul); an error when the CPU cannot run it.
     pub fn from_source_with_kernel(
         config: ModelConfig,
         file: &dyn TensorSource,
         format: WeightFormat,
         device: &Device,
-        kernel: KernelPath,
+        kernel: Option<KernelPath>,
     ) -> Result<Self> {
-        kernel
-            .check()
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        if let Some(k) = kernel {
+            k.check().map_err(|e| Error::InvalidInput(e.to_string()))?;
+        }
         config.validate()?;
         let (dense, quantize) = match format {
             WeightFormat::DenseF32 => (true, None),

@@ -5,8 +5,9 @@
 //! One packed layout, three micro-kernels ([`KernelPath`]): AVX-512F (tiles of up to 12 rows ×
 //! 32 columns), AVX2 + FMA (the same tiles run as sub-tiles of up to 6 rows × 16 columns) and a
 //! portable plain-Rust kernel the compiler vectorises (any CPU, aarch64 included). The path is
-//! chosen once per process ([`KernelPath::from_env`]: the fastest the CPU supports, or the one
-//! `DEBIAS_GUARD_KERNEL` forces) and passed to [`PackedLinear::pack`]. The SIMD paths give
+//! chosen once per process ([`KernelPath::from_env`]: the fastest SIMD path the CPU supports, or
+//! the one `DEBIAS_GUARD_KERNEL` forces; without AVX2/AVX-512F `auto` keeps candle's matmul,
+//! which beats the portable kernel) and passed to [`PackedLinear::pack`]. The SIMD paths give
 //! bit-identical results; the portable one differs by rounding (no fused multiply-add).
 //!
 //! Blocking, for `x [m, k] · Wᵀ [k, n]`:

@@ -23,7 +23,7 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// Every path, fastest first (the order `auto` tries them in).
+    /// Every path, fastest first.
     pub const ALL: [KernelPath; 3] = [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable];
 
     /// The path's name as `DEBIAS_GUARD_KERNEL` spells it (`avx512`, `avx2`, `portable`).
@@ -62,24 +62,27 @@ impl KernelPath {
         Self::ALL.into_iter().filter(|p| p.is_supported()).collect()
     }
 
-    /// The fastest supported path (what `auto` picks).
-    pub fn detect() -> KernelPath {
-        Self::ALL
+    /// What `auto` picks: the fastest supported SIMD path, or `None` (candle's matmul) on CPUs
+    /// with neither AVX-512F nor AVX2 + FMA, where candle's own SIMD gemm is faster than the
+    /// portable kernel (measured on x86-64: docs/BENCHMARKS.md). `portable` is then only run
+    /// when forced.
+    pub fn auto() -> Option<KernelPath> {
+        [KernelPath::Avx512, KernelPath::Avx2]
             .into_iter()
             .find(|p| p.is_supported())
-            .unwrap_or(KernelPath::Portable)
     }
 
     /// Resolves a request (`auto`, empty, or a path name; ASCII case and surrounding spaces
-    /// ignored) against this CPU. An unknown name, or a path the CPU cannot run, is an error
-    /// whose text names the supported paths; nothing falls back silently.
-    pub fn resolve(request: &str) -> Result<KernelPath, KernelPathError> {
+    /// ignored) against this CPU: `Ok(None)` means candle's matmul (see [`KernelPath::auto`]).
+    /// An unknown name, or a path the CPU cannot run, is an error whose text names the
+    /// supported paths; nothing falls back silently.
+    pub fn resolve(request: &str) -> Result<Option<KernelPath>, KernelPathError> {
         let request = request.trim();
         if request.is_empty() || request.eq_ignore_ascii_case("auto") {
-            return Ok(Self::detect());
+            return Ok(Self::auto());
         }
         let path: KernelPath = request.parse()?;
-        path.check()
+        path.check().map(Some)
     }
 
     /// `Ok(self)` when the CPU supports the path, else an error naming the supported ones.
@@ -98,13 +101,13 @@ impl KernelPath {
 
     /// The process-wide path: `DEBIAS_GUARD_KERNEL` resolved with [`KernelPath::resolve`],
     /// read once on first use (later changes to the variable are not seen). Unset means `auto`.
-    pub fn from_env() -> Result<KernelPath, KernelPathError> {
-        static CHOSEN: OnceLock<Result<KernelPath, KernelPathError>> = OnceLock::new();
+    pub fn from_env() -> Result<Option<KernelPath>, KernelPathError> {
+        static CHOSEN: OnceLock<Result<Option<KernelPath>, KernelPathError>> = OnceLock::new();
         CHOSEN
             .get_or_init(|| match std::env::var(KERNEL_ENV) {
                 Ok(v) => KernelPath::resolve(&v)
                     .map_err(|e| KernelPathError(format!("{KERNEL_ENV}={v}: {}", e.0))),
-                Err(std::env::VarError::NotPresent) => Ok(Self::detect()),
+                Err(std::env::VarError::NotPresent) => Ok(Self::auto()),
                 Err(std::env::VarError::NotUnicode(_)) => Err(KernelPathError(format!(
                     "{KERNEL_ENV} is not valid UTF-8 (use auto, avx512, avx2 or portable)"
                 ))),
@@ -172,14 +175,17 @@ mod tests {
 
     #[test]
     fn resolve_requests() {
-        assert_eq!(KernelPath::resolve(""), Ok(KernelPath::detect()));
-        assert_eq!(KernelPath::resolve("Auto"), Ok(KernelPath::detect()));
-        assert_eq!(KernelPath::resolve("portable"), Ok(KernelPath::Portable));
+        assert_eq!(KernelPath::resolve(""), Ok(KernelPath::auto()));
+        assert_eq!(KernelPath::resolve("Auto"), Ok(KernelPath::auto()));
+        assert_eq!(
+            KernelPath::resolve("portable"),
+            Ok(Some(KernelPath::Portable))
+        );
         let err = KernelPath::resolve("neon").unwrap_err().to_string();
         assert!(err.contains("unknown kernel path `neon`"), "{err}");
         for p in KernelPath::ALL {
             match KernelPath::resolve(p.name()) {
-                Ok(got) => assert!(got == p && p.is_supported()),
+                Ok(got) => assert!(got == Some(p) && p.is_supported()),
                 Err(e) => {
                     assert!(!p.is_supported());
                     assert!(e.to_string().contains("which this CPU lacks"), "{e}");
@@ -188,7 +194,13 @@ mod tests {
         }
         let supported = KernelPath::supported();
         assert_eq!(supported.last(), Some(&KernelPath::Portable));
-        assert_eq!(supported[0], KernelPath::detect());
+        assert_eq!(
+            KernelPath::auto(),
+            supported
+                .first()
+                .copied()
+                .filter(|&p| p != KernelPath::Portable)
+        );
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -16,7 +16,7 @@ const PW: usize = 8;
 /// Columns of one register tile: 6 rows × 16 columns is 24 of NEON's 32 registers.
 #[cfg(not(target_arch = "x86_64"))]
 const PW: usize = 16;
-const _: () = assert!(NR % PW == 0);
+const _: () = assert!(NR.is_multiple_of(PW));
 
 /// Runs one register tile (see [`Tile`]) into the rows `c` (`c.len()` rows, 1..=MR_MAX), as
 /// row sub-tiles of at most `PR` rows; the prefetch hint is ignored.
@@ -82,7 +82,7 @@ fn sub_tile<const R: usize>(t: &Tile<'_>, c: &mut [&mut [f32]], r0: usize, mr: u
             for (row, acc) in c.iter_mut().zip(&acc) {
                 let dst = &mut row[col + done..col + done + valid];
                 if t.accumulate {
-                    dst.iter_mut().zip(acc).for_each(|(d, s)| *d = s + *d);
+                    dst.iter_mut().zip(acc).for_each(|(d, s)| *d += s);
                 } else {
                     dst.copy_from_slice(&acc[..valid]);
                 }
