@@ -3,12 +3,17 @@
 //! again with a rank-16 LoRA adapter on every projection, alternating with the base model run by
 //! run, for the adapter's run-time cost.
 //!
+//! Last, one score on each kernel path the CPU supports (avx512, avx2, portable: one engine per
+//! path, runs alternating path by path so all see the same load).
+//!
 //! Run: `cargo bench --bench engine` (results: target/bench/engine.json; the prompts go to
 //! target/bench/prompts.json for scripts/bench_llamacpp.py). Options via env: BENCH_RUNS (5),
-//! BENCH_THREADS (2).
+//! BENCH_THREADS (2), BENCH_PATHS (kernel paths to compare, e.g. `avx2,portable`; default all
+//! supported, `none` skips the comparison), BENCH_ONLY_PATHS=1 (only the kernel-path comparison).
 
 use debias_guard::adapter::PeftConfig;
 use debias_guard::guard::probes::{PoleSide, ProbeKind};
+use debias_guard::model::kernels::KernelPath;
 use debias_guard::model::Projection;
 use debias_guard::{
     Engine, EngineOptions, LabelPrompt, ProbeCatalog, PromptBuilder, Rubric, SplitSelection,
@@ -135,6 +140,65 @@ fn adapter_overhead(engine: &Engine, prompts: &[LabelPrompt], runs: usize) -> se
     json!({"rank": 16, "modules": modules, "timings": out})
 }
 
+/// One score of `prompt` on every kernel path in `paths` (one engine each), alternating: per
+/// run, each path once in turn, after one warm-up each.
+fn kernel_paths(
+    paths: &[KernelPath],
+    prompt: &LabelPrompt,
+    runs: usize,
+    threads: usize,
+) -> serde_json::Value {
+    let engines: Vec<Engine> = paths
+        .iter()
+        .map(|&kernel| {
+            let engine = Engine::open(
+                MODEL,
+                &EngineOptions {
+                    threads,
+                    kernel: Some(kernel),
+                    ..Default::default()
+                },
+            )
+            .expect("open");
+            assert_eq!(engine.kernel_path(), Some(kernel));
+            engine
+        })
+        .collect();
+    let score = |e: &Engine| e.score(prompt).expect("score");
+    let first: Vec<_> = engines.iter().map(score).collect();
+    let mut times = vec![Vec::with_capacity(runs); engines.len()];
+    for _ in 0..runs {
+        for (e, t) in engines.iter().zip(&mut times) {
+            let start = Instant::now();
+            score(e);
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let medians: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
+    let mut out = serde_json::Map::new();
+    for (i, &kernel) in paths.iter().enumerate() {
+        let max_dp = first[i]
+            .probs
+            .iter()
+            .zip(&first[0].probs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        out.insert(
+            kernel.name().into(),
+            json!({
+                "median_s": medians[i], "runs_s": times[i],
+                "ratio_to_first": medians[i] / medians[0],
+                "expected_score": first[i].expected, "max_abs_dp_vs_first": max_dp,
+            }),
+        );
+    }
+    json!({"first": paths[0].name(), "load_average": load_average(), "paths": out})
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "?".into(), |s| s.trim().to_string())
+}
+
 fn main() {
     let runs = env_usize("BENCH_RUNS", 5);
     let threads = env_usize("BENCH_THREADS", 2);
@@ -186,6 +250,28 @@ fn main() {
     )
     .expect("write");
 
+    let paths: Vec<KernelPath> = match std::env::var("BENCH_PATHS") {
+        Ok(v) if v == "none" => Vec::new(),
+        Ok(v) => v
+            .split(',')
+            .filter_map(|s| KernelPath::resolve(s).expect("BENCH_PATHS"))
+            .collect(),
+        Err(_) => KernelPath::supported(),
+    };
+    if std::env::var("BENCH_ONLY_PATHS").is_ok_and(|v| v == "1") {
+        let report = json!({
+            "model": model_name, "threads": threads, "runs": runs,
+            "prompt_tokens": prompt_tokens[0],
+            "kernel_paths": kernel_paths(&paths, &prompts[0], runs, threads),
+        });
+        std::fs::write(
+            "target/bench/engine_paths.json",
+            serde_json::to_string_pretty(&report).unwrap(),
+        )
+        .expect("write");
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
     let (single, single_runs, single_eval) = time_runs(runs, || {
         let (_, stats) = engine.score_many(&prompts[..1]).expect("score");
         stats.tokens_evaluated
@@ -195,10 +281,14 @@ fn main() {
         stats.tokens_evaluated
     });
     let adapter = adapter_overhead(&engine, &prompts, runs);
+    // Before the per-path engines are opened, which raise the high-water mark.
+    let (rss, engine_threads) = (peak_rss_mib(), engine.threads());
+    drop(engine);
+    let by_path = (!paths.is_empty()).then(|| kernel_paths(&paths, &prompts[0], runs, threads));
     let all_prompt_tokens: usize = prompt_tokens.iter().sum();
     let report = json!({
         "model": model_name,
-        "threads": engine.threads(),
+        "threads": engine_threads,
         "runs": runs,
         "single": {
             "median_s": single, "runs_s": single_runs, "prompt_tokens": prompt_tokens[0],
@@ -210,7 +300,8 @@ fn main() {
             "ratio_to_single": shared / single,
         },
         "adapter": adapter,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": rss,
+        "kernel_paths": by_path,
     });
     std::fs::write(
         "target/bench/engine.json",

@@ -1,16 +1,17 @@
-//! The packed linear kernel against candle's f32 matmul (`x.matmul(&w.t())`) on the decoder's
-//! shapes, side by side: per shape and run, candle then ours, each timed over enough calls to
-//! last a few milliseconds; medians of the runs, GFLOP/s and the ratio (candle time / ours),
-//! then the same from each side's fastest run ("best", less sensitive to other processes on
-//! the machine; the load average is printed before and after).
+//! The packed linear kernel on every path the CPU supports (avx512, avx2, portable) against
+//! candle's f32 matmul (`x.matmul(&w.t())`) on the decoder's shapes, side by side: per shape
+//! and run, candle then each path in turn, each timed over enough calls to last a few
+//! milliseconds; medians of the runs in GFLOP/s and the ratio of candle's median time to each
+//! path's, then the same from each side's fastest run ("best", less sensitive to other
+//! processes on the machine; the load average is printed before and after).
 //!
-//! Both run inside a rayon pool of `RAYON_NUM_THREADS` (default 2) threads, as the engine runs
+//! All run inside a rayon pool of `RAYON_NUM_THREADS` (default 2) threads, as the engine runs
 //! the model. Run: `RAYON_NUM_THREADS=2 cargo bench --bench kernels`. Options via env:
-//! BENCH_RUNS (9), BENCH_MS (per timed batch, 20), BENCH_M / BENCH_NK (filters, e.g.
-//! `BENCH_M=30,512`, `BENCH_NK=576x576`).
+//! BENCH_RUNS (9), BENCH_MS (per timed batch, 20), BENCH_M / BENCH_NK / BENCH_PATHS (filters,
+//! e.g. `BENCH_M=30,512`, `BENCH_NK=576x576`, `BENCH_PATHS=avx2,portable`).
 
 use candle_core::{Device, Tensor};
-use debias_guard::model::kernels::PackedLinear;
+use debias_guard::model::kernels::{KernelPath, PackedLinear};
 use std::time::Instant;
 
 const MS: [usize; 4] = [1, 30, 512, 700];
@@ -89,16 +90,36 @@ fn run(threads: usize) -> candle_core::Result<()> {
     let ms = env_usize("BENCH_MS", 20) as f64;
     let m_filter = env_list("BENCH_M");
     let nk_filter = env_list("BENCH_NK");
+    let path_filter = env_list("BENCH_PATHS");
+    let paths: Vec<KernelPath> = KernelPath::supported()
+        .into_iter()
+        .filter(|p| {
+            path_filter
+                .as_ref()
+                .is_none_or(|f| f.iter().any(|s| s == p.name()))
+        })
+        .collect();
     let dev = Device::Cpu;
     println!(
-        "threads {threads} (candle sees {}), {runs} runs x ~{ms} ms, median per call",
-        candle_core::utils::get_num_threads()
+        "threads {threads} (candle sees {}), {runs} runs x ~{ms} ms, median per call; paths {}",
+        candle_core::utils::get_num_threads(),
+        paths
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("load average: {}", load_average());
-    println!(
-        "{:>4} {:>6} {:>5} | {:>10} {:>8} | {:>10} {:>8} | {:>5} | best GFLOP/s: candle, ours, ratio",
-        "m", "n", "k", "candle us", "GFLOP/s", "ours us", "GFLOP/s", "ratio"
-    );
+    let mut header = format!("{:>4} {:>6} {:>5} | {:>8}", "m", "n", "k", "candle");
+    for p in &paths {
+        header += &format!(" {:>8}", p.name());
+    }
+    header += " | median GFLOP/s; ratios (candle time / path time) |";
+    for p in &paths {
+        header += &format!(" {:>8}", p.name());
+    }
+    header += " | best ratios";
+    println!("{header}");
     for &(n, k) in &NK {
         if nk_filter
             .as_ref()
@@ -107,10 +128,10 @@ fn run(threads: usize) -> candle_core::Result<()> {
             continue;
         }
         let w = values(n * k, (n + k) as u64);
-        let packed = PackedLinear::pack(&w, n, k).unwrap_or_else(|| {
-            eprintln!("no AVX-512F: timing the portable kernel");
-            PackedLinear::pack_portable(&w, n, k)
-        });
+        let packed: Vec<PackedLinear> = paths
+            .iter()
+            .map(|&p| PackedLinear::pack(&w, n, k, p).expect("supported path"))
+            .collect();
         let wt = Tensor::from_slice(&w, (n, k), &dev)?;
         for &m in &MS {
             if m_filter
@@ -125,45 +146,62 @@ fn run(threads: usize) -> candle_core::Result<()> {
 
             // Same answer first.
             let reference: Vec<f32> = xt.matmul(&wt.t()?)?.flatten_all()?.to_vec1()?;
-            packed.forward(&x, m, &mut out);
-            let err = reference
-                .iter()
-                .zip(&out)
-                .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
-                .fold(0.0f32, f32::max);
-            assert!(err < 1e-4, "m={m} n={n} k={k}: max rel diff {err}");
+            for lin in &packed {
+                lin.forward(&x, m, &mut out);
+                let err = reference
+                    .iter()
+                    .zip(&out)
+                    .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    err < 1e-4,
+                    "{} m={m} n={n} k={k}: max rel diff {err}",
+                    lin.path()
+                );
+            }
 
             let mut candle = || {
                 let y = xt.matmul(&wt.t().unwrap()).unwrap();
                 std::hint::black_box(y);
             };
-            let mut ours = || {
-                packed.forward(std::hint::black_box(&x), m, &mut out);
-                std::hint::black_box(&mut out);
-            };
-            let (ic, io) = (calibrate(ms, &mut candle), calibrate(ms, &mut ours));
-            let (mut tc, mut to) = (Vec::new(), Vec::new());
+            let ic = calibrate(ms, &mut candle);
+            let iters: Vec<usize> = packed
+                .iter()
+                .map(|lin| {
+                    calibrate(ms, || {
+                        lin.forward(std::hint::black_box(&x), m, &mut out);
+                        std::hint::black_box(&mut out);
+                    })
+                })
+                .collect();
+            let mut tc = Vec::new();
+            let mut tp = vec![Vec::new(); packed.len()];
             for _ in 0..runs {
                 tc.push(time_batch(ic, &mut candle));
-                to.push(time_batch(io, &mut ours));
+                for ((lin, &it), t) in packed.iter().zip(&iters).zip(&mut tp) {
+                    t.push(time_batch(it, || {
+                        lin.forward(std::hint::black_box(&x), m, &mut out);
+                        std::hint::black_box(&mut out);
+                    }));
+                }
             }
-            let (bc, bo) = (
-                tc.iter().copied().fold(f64::MAX, f64::min),
-                to.iter().copied().fold(f64::MAX, f64::min),
-            );
-            let (tc, to) = (median(tc), median(to));
+            let best = |t: &[f64]| t.iter().copied().fold(f64::MAX, f64::min);
             let flops = 2.0 * (m * n * k) as f64;
-            println!(
-                "{m:>4} {n:>6} {k:>5} | {:>10.1} {:>8.1} | {:>10.1} {:>8.1} | {:>5.2} | {:>6.1} {:>6.1} {:>5.2}",
-                tc * 1e6,
-                flops / tc * 1e-9,
-                to * 1e6,
-                flops / to * 1e-9,
-                tc / to,
-                flops / bc * 1e-9,
-                flops / bo * 1e-9,
-                bc / bo
-            );
+            let (bc, mc) = (best(&tc), median(tc));
+            let mut line = format!("{m:>4} {n:>6} {k:>5} | {:>8.1}", flops / mc * 1e-9);
+            let medians: Vec<f64> = tp.iter().map(|t| median(t.clone())).collect();
+            for t in &medians {
+                line += &format!(" {:>8.1}", flops / t * 1e-9);
+            }
+            line += " |";
+            for t in &medians {
+                line += &format!(" {:>8.2}", mc / t);
+            }
+            line += " |";
+            for t in &tp {
+                line += &format!(" {:>5.2}", bc / best(t));
+            }
+            println!("{line}");
         }
     }
     println!("load average: {}", load_average());

@@ -18,6 +18,7 @@ use crate::formats::chat::ChatTemplate;
 use crate::formats::gguf::{GgufFile, MetadataExt};
 use crate::formats::tokenizer::TextTokenizer;
 use crate::formats::TensorSource;
+use crate::model::kernels::KernelPath;
 use crate::model::{DecoderModel, KvState, LoraWeights, WeightFormat, DEFAULT_PREFILL_CHUNK};
 use crate::prompt::{PromptBuilder, PromptMessages, Transcript};
 use crate::rubric::RubricItem;
@@ -50,6 +51,10 @@ pub struct EngineOptions {
     pub prefill_chunk: usize,
     /// Device to run on (CPU unless built with `cuda` / `metal`).
     pub device: Device,
+    /// Kernel path for dense f32 weights on the CPU (`None` = the process-wide choice:
+    /// `DEBIAS_GUARD_KERNEL`, else [`KernelPath::auto`]). A path the CPU cannot run makes
+    /// [`Engine::open`] fail.
+    pub kernel: Option<KernelPath>,
 }
 
 impl Default for EngineOptions {
@@ -59,6 +64,7 @@ impl Default for EngineOptions {
             weight_format: WeightFormat::Auto,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
             device: Device::Cpu,
+            kernel: None,
         }
     }
 }
@@ -119,6 +125,11 @@ impl Engine {
     pub fn open(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let path = path.as_ref();
         options.validate()?;
+        let kernel = match options.kernel {
+            Some(k) => k.check().map(Some),
+            None => KernelPath::from_env(),
+        }
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let (model, tokenizer, template) = if crate::formats::hf::is_model_dir(path) {
             let dir = crate::formats::hf::HfModelDir::open(path)?;
             if !dir.config.tie_word_embeddings && dir.tensor_dims("output.weight").is_none() {
@@ -127,17 +138,24 @@ impl Engine {
                     "lm_head.weight is missing and tie_word_embeddings is false",
                 ));
             }
-            let model = DecoderModel::from_source(
+            let model = DecoderModel::from_source_with_kernel(
                 dir.config.model.clone(),
                 &dir,
                 options.weight_format,
                 &options.device,
+                kernel,
             )?;
             (model, dir.tokenizer()?, dir.chat_template()?)
         } else {
             let file = GgufFile::open(path)?;
             let tokenizer = TextTokenizer::from_gguf(&file)?;
-            let model = DecoderModel::from_gguf(&file, options.weight_format, &options.device)?;
+            let model = DecoderModel::from_source_with_kernel(
+                ModelConfig::from_gguf(&file)?,
+                &file,
+                options.weight_format,
+                &options.device,
+                kernel,
+            )?;
             let template = file
                 .metadata
                 .opt_str("tokenizer.chat_template")?
@@ -298,6 +316,12 @@ impl Engine {
     /// The loaded decoder.
     pub fn model(&self) -> &DecoderModel {
         &self.shared.model
+    }
+
+    /// The kernel path multiplying the projections (`avx512`, `avx2`, `portable`), `None` when
+    /// candle's matmul does (quantized weights, GPU).
+    pub fn kernel_path(&self) -> Option<KernelPath> {
+        self.shared.model.kernel_path()
     }
 
     /// Worker threads of this engine.

@@ -1,6 +1,6 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
-use super::kernels::PackedLinear;
+use super::kernels::{KernelPath, PackedLinear};
 use super::lora::{LayerLora, LoraPair};
 use super::rope::Rope;
 use crate::arch::{ModelConfig, Projection};
@@ -10,25 +10,38 @@ use candle_core::{Module, Result, Tensor};
 /// How a projection's weight is stored and multiplied.
 #[derive(Debug, Clone)]
 pub enum LinearWeight {
-    /// Repacked f32 panels for the AVX-512 kernel (dense models on CPUs that have it).
+    /// Repacked f32 panels for our kernel (dense f32 weights on the CPU).
     Packed(std::sync::Arc<PackedLinear>),
     /// Any form candle multiplies itself (dense f32 or quantized blocks).
     Candle(QMatMul),
 }
 
 impl LinearWeight {
-    /// Wraps a candle weight, repacking dense f32 CPU matrices when the CPU has AVX-512F.
-    pub fn new(weight: QMatMul) -> Result<Self> {
+    /// Wraps a candle weight, repacking dense f32 CPU matrices for the kernel of `path` (which
+    /// the caller has checked the CPU supports; `None` or an unsupported one keeps candle's
+    /// matmul).
+    pub fn new(weight: QMatMul, path: Option<KernelPath>) -> Result<Self> {
         if let QMatMul::Tensor(w) = &weight {
             if w.device().is_cpu() && w.dtype() == candle_core::DType::F32 {
                 let (n, k) = w.dims2()?;
-                let data = w.flatten_all()?.to_vec1::<f32>()?;
-                if let Some(packed) = PackedLinear::pack(&data, n, k) {
+                let data = match path {
+                    Some(_) => w.flatten_all()?.to_vec1::<f32>()?,
+                    None => Vec::new(),
+                };
+                if let Some(packed) = path.and_then(|p| PackedLinear::pack(&data, n, k, p)) {
                     return Ok(Self::Packed(std::sync::Arc::new(packed)));
                 }
             }
         }
         Ok(Self::Candle(weight))
+    }
+
+    /// The kernel path multiplying this weight, `None` when candle's matmul does.
+    pub fn kernel_path(&self) -> Option<KernelPath> {
+        match self {
+            Self::Packed(w) => Some(w.path()),
+            Self::Candle(_) => None,
+        }
     }
 
     /// `x · Wᵀ` for rows of `x` (`[tokens, in]` → `[tokens, out]`).

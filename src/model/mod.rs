@@ -21,6 +21,7 @@ use crate::formats::gguf::GgufFile;
 use block::{causal_mask, Block, ChunkContext, Linear, LinearWeight};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Tensor};
+use kernels::KernelPath;
 use rope::Rope;
 use std::sync::Arc;
 
@@ -58,18 +59,37 @@ pub struct DecoderModel {
 }
 
 impl DecoderModel {
-    /// Loads and shape-checks the weights of a GGUF model.
+    /// Loads and shape-checks the weights of a GGUF model (kernel path from
+    /// [`KernelPath::from_env`]).
     pub fn from_gguf(file: &GgufFile, format: WeightFormat, device: &Device) -> Result<Self> {
         Self::from_source(ModelConfig::from_gguf(file)?, file, format, device)
     }
 
-    /// Loads and shape-checks the weights of any tensor source for a validated configuration.
+    /// Loads and shape-checks the weights of any tensor source for a validated configuration,
+    /// with the kernel path from [`KernelPath::from_env`] (`DEBIAS_GUARD_KERNEL`, else
+    /// [`KernelPath::auto`]).
     pub fn from_source(
         config: ModelConfig,
         file: &dyn TensorSource,
         format: WeightFormat,
         device: &Device,
     ) -> Result<Self> {
+        let kernel = KernelPath::from_env().map_err(|e| Error::InvalidInput(e.to_string()))?;
+        Self::from_source_with_kernel(config, file, format, device, kernel)
+    }
+
+    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed for `kernel` (`None`:
+    /// candle's matmul); an error when the CPU cannot run it.
+    pub fn from_source_with_kernel(
+        config: ModelConfig,
+        file: &dyn TensorSource,
+        format: WeightFormat,
+        device: &Device,
+        kernel: Option<KernelPath>,
+    ) -> Result<Self> {
+        if let Some(k) = kernel {
+            k.check().map_err(|e| Error::InvalidInput(e.to_string()))?;
+        }
         config.validate()?;
         let (dense, quantize) = match format {
             WeightFormat::DenseF32 => (true, None),
@@ -86,11 +106,14 @@ impl DecoderModel {
         let (h, hd) = (config.hidden_size, config.head_dim);
         let embd = loader.qtensor("token_embd.weight", &[config.vocab_size, h])?;
         let embedding = embd.dequantize(device)?;
-        let output = LinearWeight::new(match file.tensor_dims("output.weight") {
-            Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
-            None if dense => QMatMul::Tensor(embedding.clone()),
-            None => QMatMul::from_qtensor(embd)?,
-        })?;
+        let output = LinearWeight::new(
+            match file.tensor_dims("output.weight") {
+                Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
+                None if dense => QMatMul::Tensor(embedding.clone()),
+                None => QMatMul::from_qtensor(embd)?,
+            },
+            kernel,
+        )?;
         let mut blocks = Vec::with_capacity(config.n_layers);
         let qkv_bias = config.architecture.family().qkv_bias;
         for i in 0..config.n_layers {
@@ -99,6 +122,7 @@ impl DecoderModel {
                 Ok(Linear {
                     weight: LinearWeight::new(
                         loader.matrix(&name(&format!("{t}.weight")), &[rows, cols])?,
+                        kernel,
                     )?,
                     bias: if bias {
                         Some(loader.vector(&name(&format!("{t}.bias")), rows)?)
@@ -134,6 +158,27 @@ impl DecoderModel {
     /// The model's hyper-parameters.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The kernel path of the packed projections, `None` when every projection runs on
+    /// candle's matmul (quantized weights, or a GPU device).
+    pub fn kernel_path(&self) -> Option<KernelPath> {
+        self.blocks
+            .iter()
+            .flat_map(|b| {
+                [
+                    &b.attn_q,
+                    &b.attn_k,
+                    &b.attn_v,
+                    &b.attn_output,
+                    &b.ffn_gate,
+                    &b.ffn_up,
+                    &b.ffn_down,
+                ]
+            })
+            .map(|l| &l.weight)
+            .chain([&self.output])
+            .find_map(LinearWeight::kernel_path)
     }
 
     /// The device the weights live on.

@@ -1,11 +1,14 @@
 //! Dense f32 linear layers (`y = x · Wᵀ`) on the CPU, faster than candle's generic matmul for
 //! the decoder's shapes: the weight is repacked once into cache-sized blocks of 32-column
-//! panels, and an AVX-512F register tile (up to 12 rows × 32 columns) runs over them, the work
-//! spread over the current rayon pool.
+//! panels, and a register tile runs over them, the work spread over the current rayon pool.
 //!
-//! [`PackedLinear::pack`] answers `None` on CPUs without AVX-512F, so the caller can keep its
-//! existing path; [`PackedLinear::pack_portable`] builds the same structure with a plain-Rust
-//! micro-kernel (any target; slower, used to test the blocking logic everywhere).
+//! One packed layout, three micro-kernels ([`KernelPath`]): AVX-512F (tiles of up to 12 rows ×
+//! 32 columns), AVX2 + FMA (the same tiles run as sub-tiles of up to 6 rows × 16 columns) and a
+//! portable plain-Rust kernel the compiler vectorises (any CPU, aarch64 included). The path is
+//! chosen once per process ([`KernelPath::from_env`]: the fastest SIMD path the CPU supports, or
+//! the one `DEBIAS_GUARD_KERNEL` forces; without AVX2/AVX-512F `auto` keeps candle's matmul,
+//! which beats the portable kernel) and passed to [`PackedLinear::pack`]. The SIMD paths give
+//! bit-identical results; the portable one differs by rounding (no fused multiply-add).
 //!
 //! Blocking, for `x [m, k] · Wᵀ [k, n]`:
 //! - `k` is cut into blocks of at most `KC` (640) steps; the packed weight holds block after block,
@@ -18,8 +21,14 @@
 //! - one row (`m == 1`) streams the weights once instead (a matrix-vector product).
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod pack;
+mod path;
+mod portable;
+
+pub use path::{KernelPath, KernelPathError, KERNEL_ENV};
 
 use pack::AlignedBuf;
 use rayon::prelude::*;
@@ -63,21 +72,49 @@ struct Tile<'a> {
     prefetch: &'a [f32],
 }
 
-/// Which micro-kernel runs the tiles.
+/// Which micro-kernel runs the tiles (the CPU support already checked, for the SIMD ones).
 #[derive(Clone, Copy, Debug)]
 enum Isa {
     #[cfg(target_arch = "x86_64")]
     Avx512(avx512::Avx512),
+    #[cfg(target_arch = "x86_64")]
+    Avx2(avx2::Avx2),
     Portable,
 }
 
 impl Isa {
+    /// The micro-kernel of `path`, when the CPU supports it.
+    fn for_path(path: KernelPath) -> Option<Self> {
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => avx512::Avx512::detect().map(Isa::Avx512),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => avx2::Avx2::detect().map(Isa::Avx2),
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelPath::Avx512 | KernelPath::Avx2 => None,
+            KernelPath::Portable => Some(Isa::Portable),
+        }
+    }
+
+    /// The path this micro-kernel implements.
+    fn path(self) -> KernelPath {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(_) => KernelPath::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(_) => KernelPath::Avx2,
+            Isa::Portable => KernelPath::Portable,
+        }
+    }
+
     /// Runs one register tile into the rows `c` (each at least `t.col + t.cols` long).
     fn tile(self, t: &Tile<'_>, c: &mut [&mut [f32]]) {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512(isa) => isa.tile(t, c),
-            Isa::Portable => portable_tile(t, c),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(isa) => isa.tile(t, c),
+            Isa::Portable => portable::tile(t, c),
         }
     }
 
@@ -86,51 +123,10 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512(isa) => isa.gemv_panel(x, b, out, accumulate),
-            Isa::Portable => portable_gemv_panel(x, b, out, accumulate),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(isa) => isa.gemv_panel(x, b, out, accumulate),
+            Isa::Portable => portable::gemv_panel(x, b, out, accumulate),
         }
-    }
-}
-
-/// Plain-Rust version of the register tile (same layouts and contract as the AVX-512 one).
-fn portable_tile(t: &Tile<'_>, c: &mut [&mut [f32]]) {
-    let (mr, kc) = (c.len(), t.kc);
-    assert!((1..=MR_MAX).contains(&mr));
-    let a = &t.a[..packed_rows_len(mr, kc)];
-    for (j, b) in
-        t.b.chunks_exact(kc * NR)
-            .take(t.cols.div_ceil(NR))
-            .enumerate()
-    {
-        let cols = NR.min(t.cols - j * NR);
-        let mut acc = [[0.0f32; NR]; MR_MAX];
-        for (p, bp) in b.chunks_exact(NR).enumerate() {
-            let group = &a[p / KU * mr * KU..];
-            for (r, acc) in acc.iter_mut().take(mr).enumerate() {
-                let av = group[r * KU + p % KU];
-                for (s, &bv) in acc.iter_mut().zip(bp) {
-                    *s += av * bv;
-                }
-            }
-        }
-        for (row, acc) in c.iter_mut().zip(&acc) {
-            let dst = &mut row[t.col + j * NR..t.col + j * NR + cols];
-            if t.accumulate {
-                dst.iter_mut().zip(acc).for_each(|(d, s)| *d += s);
-            } else {
-                dst.copy_from_slice(&acc[..cols]);
-            }
-        }
-    }
-}
-
-/// Plain-Rust version of the one-row panel product.
-fn portable_gemv_panel(x: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
-    let mut acc = [0.0f32; NR];
-    for (&xv, bp) in x.iter().zip(b[..x.len() * NR].chunks_exact(NR)) {
-        acc.iter_mut().zip(bp).for_each(|(s, &bv)| *s += xv * bv);
-    }
-    for (o, s) in out.iter_mut().zip(acc) {
-        *o = if accumulate { *o + s } else { s };
     }
 }
 
@@ -182,20 +178,14 @@ struct Task<'a> {
 }
 
 impl PackedLinear {
-    /// Packs `w` (`[n, k]`, row-major; `w.len() >= n * k`) for the AVX-512F kernel: a copy of
-    /// `n` rounded up to 32 × `k` values, made on the current rayon pool. `None` when the CPU
-    /// lacks AVX-512F (or is not x86-64): the caller keeps its generic matmul.
-    pub fn pack(w: &[f32], n: usize, k: usize) -> Option<Self> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(token) = avx512::Avx512::detect() {
-            return Some(Self::pack_with(w, n, k, Isa::Avx512(token)));
-        }
-        let _ = (w, n, k);
-        None
+    /// Packs `w` (`[n, k]`, row-major; `w.len() >= n * k`) for the micro-kernel of `path`: a
+    /// copy of `n` rounded up to 32 × `k` values, made on the current rayon pool (every path
+    /// reads the same layout). `None` when the CPU cannot run `path`.
+    pub fn pack(w: &[f32], n: usize, k: usize, path: KernelPath) -> Option<Self> {
+        Isa::for_path(path).map(|isa| Self::pack_with(w, n, k, isa))
     }
 
-    /// Packs `w` like [`PackedLinear::pack`] but for the plain-Rust micro-kernel, on any CPU.
-    /// Same results up to rounding, several times slower than the AVX-512F kernel.
+    /// Packs `w` like [`PackedLinear::pack`] for [`KernelPath::Portable`], which every CPU runs.
     pub fn pack_portable(w: &[f32], n: usize, k: usize) -> Self {
         Self::pack_with(w, n, k, Isa::Portable)
     }
@@ -234,9 +224,9 @@ impl PackedLinear {
         self.k
     }
 
-    /// `true` when the AVX-512F micro-kernel runs (else the portable one).
-    pub fn is_simd(&self) -> bool {
-        !matches!(self.isa, Isa::Portable)
+    /// The micro-kernel this weight was packed for.
+    pub fn path(&self) -> KernelPath {
+        self.isa.path()
     }
 
     /// `out[i, j] = Σ_p x[i, p] · W[j, p]` for `i < m`, `j < n`: `x` is `[m, k]` and `out`

@@ -36,16 +36,23 @@ fn check(lin: &PackedLinear, w: &[f32], m: usize, seed: u64) {
             let got = out[i * n + j] as f64;
             assert!(
                 (got - sum).abs() <= 1e-4 * mag + 1e-30,
-                "m={m} n={n} k={k} simd={} at [{i},{j}]: got {got}, want {sum}",
-                lin.is_simd()
+                "m={m} n={n} k={k} path={} at [{i},{j}]: got {got}, want {sum}",
+                lin.path()
             );
         }
     }
 }
 
+/// The weight packed for every path this CPU supports (always at least the portable one).
 fn packs(w: &[f32], n: usize, k: usize) -> Vec<PackedLinear> {
-    let mut v = vec![PackedLinear::pack_portable(w, n, k)];
-    v.extend(PackedLinear::pack(w, n, k));
+    let v: Vec<PackedLinear> = KernelPath::ALL
+        .into_iter()
+        .filter_map(|p| PackedLinear::pack(w, n, k, p))
+        .collect();
+    assert_eq!(
+        v.iter().map(|l| l.path()).collect::<Vec<_>>(),
+        KernelPath::supported()
+    );
     v
 }
 
@@ -95,24 +102,80 @@ fn parallel_paths() {
 }
 
 #[test]
-fn model_shapes_agree_with_portable() {
-    // The AVX-512 kernel and the portable one on the decoder's own shapes (where available).
+fn model_shapes_agree_across_paths() {
+    // Every supported path on the decoder's own shapes (one row, a batch, a long prefill chunk),
+    // against the f64 reference and against each other: the SIMD paths bit for bit, the
+    // portable one within rounding.
     for &(n, k) in &[(576, 576), (192, 576), (1536, 576), (576, 1536)] {
         let w = values(n * k, (n + k) as u64);
-        let Some(fast) = PackedLinear::pack(&w, n, k) else {
-            return;
-        };
-        check(&fast, &w, 30, 5);
-        let m = 512;
-        let x = values(m * k, 9);
-        let (mut a, mut b) = (vec![0.0; m * n], vec![0.0; m * n]);
-        in_pool(2, || fast.forward(&x, m, &mut a));
-        PackedLinear::pack_portable(&w, n, k).forward(&x, m, &mut b);
-        for (i, (u, v)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (u - v).abs() <= 1e-4 * (1.0 + v.abs()),
-                "{n}x{k} at {i}: {u} vs {v}"
-            );
+        let lins = packs(&w, n, k);
+        for lin in &lins {
+            check(lin, &w, 30, 5);
+        }
+        for m in [1, 7, 512] {
+            let x = values(m * k, 9 + m as u64);
+            let outs: Vec<Vec<f32>> = lins
+                .iter()
+                .map(|lin| {
+                    let mut out = vec![0.0; m * n];
+                    in_pool(2, || lin.forward(&x, m, &mut out));
+                    out
+                })
+                .collect();
+            let portable = &outs[lins.len() - 1];
+            for (lin, out) in lins.iter().zip(&outs) {
+                for (i, (u, v)) in out.iter().zip(portable).enumerate() {
+                    assert!(
+                        (u - v).abs() <= 1e-4 * (1.0 + v.abs()),
+                        "{n}x{k} m={m} {} at {i}: {u} vs portable {v}",
+                        lin.path()
+                    );
+                }
+                if lin.path() != KernelPath::Portable {
+                    assert_eq!(
+                        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        outs[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{n}x{k} m={m}: {} is not bit-identical to {}",
+                        lin.path(),
+                        lins[0].path()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_paths_are_bit_identical_on_edge_shapes() {
+    // The AVX2 kernel replays the AVX-512F kernel's order of fused multiply-adds: ragged edges,
+    // partial groups of k, several blocks of k and both the tile and the one-row kernels must
+    // give the same bits. (Vacuous on CPUs with fewer than two SIMD paths.)
+    let simd: Vec<KernelPath> = KernelPath::supported()
+        .into_iter()
+        .filter(|&p| p != KernelPath::Portable)
+        .collect();
+    if simd.len() < 2 {
+        return;
+    }
+    for &(n, k) in &[(1, 1), (17, 7), (33, 193), (100, 577), (47, 1300)] {
+        let w = values(n * k, (3 * n + k) as u64);
+        let lins: Vec<PackedLinear> = simd
+            .iter()
+            .map(|&p| PackedLinear::pack(&w, n, k, p).expect("supported"))
+            .collect();
+        for m in [1, 2, 5, 6, 7, 12, 13, 25] {
+            let x = values(m * k, m as u64);
+            let bits: Vec<Vec<u32>> = lins
+                .iter()
+                .map(|lin| {
+                    let mut out = vec![0.0; m * n];
+                    lin.forward(&x, m, &mut out);
+                    out.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            for (lin, b) in lins.iter().zip(&bits) {
+                assert_eq!(b, &bits[0], "n={n} k={k} m={m}: {}", lin.path());
+            }
         }
     }
 }
