@@ -3,12 +3,15 @@
 MODEL      := models/SmolLM2-135M-Instruct.Q4_1.gguf
 BIN        := target/release/debias-guard
 TRANSCRIPT := assets/transcripts/fractions_discussion.txt
+# The debiasing adapter shipped for the default model (see its README for how it was trained).
+ADAPTER    := assets/adapters/smollm2-135m-consistency
+TRAINER    := target/release/debias-guard-trainer
 CARGO      ?= cargo
 
 # C ABI, header, install, C/C++/Go bindings and examples.
 include mk/ffi.mk
 
-.PHONY: all model build audit test lint unit bench bench-trainer fixtures clean trainer-gpu-check
+.PHONY: all model build audit train-adapter test lint unit bench bench-trainer fixtures clean trainer-gpu-check
 
 all: build
 
@@ -21,11 +24,23 @@ $(MODEL):
 build:
 	$(CARGO) build --release --locked
 
-## Main job: audit a bundled sample transcript with the default rubric and probe catalog.
+## Main job: audit a bundled sample transcript with the default rubric and probe catalog, on the
+## base model and with the shipped debiasing adapter, side by side (one JSON and one HTML report).
 audit: model build
 	mkdir -p target/audit
-	$(BIN) audit --model $(MODEL) --transcript $(TRANSCRIPT) \
+	$(BIN) audit --model $(MODEL) --adapter $(ADAPTER) --compare-base --transcript $(TRANSCRIPT) \
 	    --json target/audit/report.json --html target/audit/report.html
+
+## Retrain the shipped adapter from scratch (CPU; about an hour on 2 cores; not part of `audit`).
+train-adapter: model
+	$(CARGO) build --release --locked -p debias-guard-trainer
+	$(TRAINER) synth --out target/adapter/data --seed 7 --transcripts 120 --test-fraction 0.25
+	head -n 240 target/adapter/data/train.jsonl > target/adapter/data/fit.jsonl
+	tail -n 30 target/adapter/data/train.jsonl | head -n 12 > target/adapter/data/validation.jsonl
+	$(TRAINER) train --model $(MODEL) --objective consistency --examples target/adapter/data/fit.jsonl \
+	    --max-pairs 84 --validation target/adapter/data/validation.jsonl --out target/adapter/run \
+	    --grad-accum 4 --epochs 1 --lr 2e-4 --validate-every 3 --patience 3 --checkpoint-every 3 --seed 1
+	$(TRAINER) export --model $(MODEL) --checkpoint target/adapter/run/adapter --dtype f16 --out target/adapter/f16
 
 ## Formatting and lints (warnings are errors).
 lint:

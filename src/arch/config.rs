@@ -43,6 +43,16 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Parameters of the embedding and the blocks' projection matrices (norms, biases and an
+    /// untied output matrix left out): the size a model is known by (SmolLM2-135M: ~135M).
+    pub fn parameter_count(&self) -> u64 {
+        let (h, f) = (self.hidden_size as u64, self.ffn_size as u64);
+        let q = (self.n_heads * self.head_dim) as u64;
+        let kv = (self.n_kv_heads * self.head_dim) as u64;
+        let block = 2 * h * q + 2 * h * kv + 3 * h * f;
+        self.vocab_size as u64 * h + self.n_layers as u64 * block
+    }
+
     /// Inverse RoPE frequencies, one per rotated pair (`head_dim / 2`):
     /// `base^(-2i/d) / (linear_scale * factor_i)`. Every implementation (engine, trainer) uses
     /// these, so positions are encoded identically.

@@ -260,6 +260,9 @@ impl Common {
                 ..Default::default()
             },
         )?;
+        if let Some(note) = guard::audit::demo_model_note(&engine) {
+            eprintln!("note: {note}");
+        }
         let engine = match &self.adapter {
             None => engine,
             Some(dir) => {

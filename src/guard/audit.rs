@@ -102,7 +102,8 @@ pub fn audit(
         request.items.len(),
         request.catalog.categories.len(),
     );
-    let warnings = warnings(&items);
+    let mut warnings = demo_model_note(engine).into_iter().collect::<Vec<_>>();
+    warnings.extend(warnings_of(&items));
     let catalog_json = serde_json::to_string(request.catalog)
         .map_err(|e| Error::InvalidInput(format!("cannot serialise the probe catalog: {e}")))?;
     Ok(AuditReport {
@@ -476,7 +477,23 @@ fn verdict(items: &[ItemAudit], n_items: usize, n_categories: usize) -> Verdict 
     }
 }
 
-fn warnings(items: &[ItemAudit]) -> Vec<String> {
+/// Models below this many parameters are demo models: their ratings carry no meaning.
+pub const DEMO_MODEL_PARAMETERS: u64 = 1_000_000_000;
+
+/// The note every report of a small demo model carries (`None` for larger models).
+pub fn demo_model_note(engine: &Engine) -> Option<String> {
+    let n = engine.config().parameter_count();
+    (n < DEMO_MODEL_PARAMETERS).then(|| {
+        format!(
+            "demo model: about {}M parameters, too small for its ratings to mean anything about \
+             a lesson; it shows how the guard works. Score real transcripts with an \
+             instruction-tuned model of 3B parameters or more.",
+            n.div_ceil(1_000_000)
+        )
+    })
+}
+
+fn warnings_of(items: &[ItemAudit]) -> Vec<String> {
     let mut out = Vec::new();
     for item in items {
         let conditions = std::iter::once(&item.plain).chain(item.mitigated.as_ref());

@@ -60,6 +60,12 @@ impl PeftAdapter {
     /// Writes the adapter into `dir` (created if needed): weights first, then the config, each
     /// through a temporary file and a rename.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        self.save_as(dir, StoreDtype::F32)
+    }
+
+    /// [`Self::save`] with the weights stored as `dtype` (F16 halves the file; values are
+    /// rounded to the nearest representable one).
+    pub fn save_as(&self, dir: impl AsRef<Path>, dtype: StoreDtype) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let named: Vec<NamedTensor<'_>> = self
@@ -75,7 +81,7 @@ impl PeftAdapter {
         write_safetensors(
             &dir.join("adapter_model.safetensors"),
             &named,
-            StoreDtype::F32,
+            dtype,
             Some(metadata),
         )?;
         let config = serde_json::to_vec_pretty(&self.config).expect("config serializes");

@@ -398,12 +398,37 @@ pub struct ExportArgs {
     /// Base model the adapter was trained on (GGUF file or Hugging Face directory).
     #[arg(long)]
     pub model: PathBuf,
-    /// Checkpoint directory (`{out}/checkpoint` of a training run).
+    /// Checkpoint directory (`{out}/checkpoint` of a training run), or a PEFT adapter
+    /// directory (e.g. `{out}/adapter`, to store it in another dtype).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Directory to write the PEFT adapter to.
     #[arg(long)]
     pub out: PathBuf,
+    /// Storage type of the adapter weights (`f16` halves the file).
+    #[arg(long, value_enum, default_value_t = AdapterDtype::F32)]
+    pub dtype: AdapterDtype,
+}
+
+/// Storage type of an exported adapter's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdapterDtype {
+    /// 32-bit floats (exact).
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl AdapterDtype {
+    fn store(self) -> debias_guard::hf::StoreDtype {
+        match self {
+            Self::F32 => debias_guard::hf::StoreDtype::F32,
+            Self::F16 => debias_guard::hf::StoreDtype::F16,
+            Self::Bf16 => debias_guard::hf::StoreDtype::BF16,
+        }
+    }
 }
 
 /// Runs the `export` subcommand: checks a checkpoint's adapter against the base model and writes
@@ -417,10 +442,20 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         let file = debias_guard::gguf::GgufFile::open(&args.model)?;
         debias_guard::model::ModelConfig::from_gguf(&file)?
     };
-    let dir = checkpoint::find(&args.checkpoint)?;
+    let is_peft = args
+        .checkpoint
+        .join(crate::model::ADAPTER_CONFIG_FILE)
+        .exists()
+        && !args.checkpoint.join(checkpoint::STATE_FILE).exists();
+    let dir = if is_peft {
+        args.checkpoint.clone()
+    } else {
+        checkpoint::find(&args.checkpoint)?
+    };
     let device = DeviceChoice::Cpu.device()?;
     let adapter = crate::model::load_peft(&dir, &config, &device)?;
-    save_peft(&adapter, &args.out, &args.model.display().to_string())?;
+    crate::model::to_peft(&adapter, &args.model.display().to_string())?
+        .save_as(&args.out, args.dtype.store())?;
     eprintln!("wrote the PEFT adapter to {}", args.out.display());
     Ok(())
 }
