@@ -196,3 +196,92 @@ fn bad_input_exits_with_a_message_that_says_what_to_fix() {
         "make model",
     );
 }
+
+/// `audit --adapter --compare-base` audits the base model and the adapter on the same prompts
+/// and writes one comparison (both audits, per-category before/after) as JSON and HTML.
+#[test]
+fn audit_compares_an_adapter_with_the_base_model() {
+    use debias_guard::guard::compare::AdapterComparison;
+    let model = tiny_model("default", &TinySpec::default());
+    let config = debias_guard::Engine::open(&model, &Default::default())
+        .unwrap()
+        .config()
+        .clone();
+    let peft = debias_guard::adapter::PeftConfig::lora(4, 8.0, &["q_proj", "v_proj", "down_proj"]);
+    let adapter_dir = tmp("cmp/adapter");
+    debias_guard_testkit::tiny_adapter(&config, peft, 11)
+        .unwrap()
+        .save(&adapter_dir)
+        .unwrap();
+    let transcript = transcript_file();
+    let (json, html) = (tmp("cmp/report.json"), tmp("cmp/report.html"));
+    let args = [
+        "audit",
+        "--model",
+        s(&model),
+        "--adapter",
+        s(&adapter_dir),
+        "--compare-base",
+        "--transcript",
+        s(&transcript),
+        "--items",
+        "student_reasoning",
+        "--threads",
+        "1",
+        "--json",
+        s(&json),
+        "--html",
+        s(&html),
+    ];
+    let out = run(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("base model vs adapter"), "{stdout}");
+    let cmp: AdapterComparison =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(cmp.adapter, "adapter");
+    assert_eq!(cmp.base.items.len(), 1);
+    // Every category plus the controls, for the one item.
+    assert_eq!(
+        cmp.changes.len(),
+        cmp.base.items[0].plain.categories.len() + 1
+    );
+    // The adapter really runs: its neutral score differs from the base model's.
+    let neutral = |r: &AuditReport| r.items[0].plain.neutral.distribution.expected;
+    assert_ne!(neutral(&cmp.base), neutral(&cmp.adapted));
+    let sycophancy = cmp
+        .changes
+        .iter()
+        .find(|c| c.category_id == "sycophancy")
+        .unwrap();
+    let mean_abs = |r: &AuditReport| {
+        let d: Vec<f64> = r.items[0]
+            .plain
+            .variants
+            .iter()
+            .filter(|v| v.category.as_deref() == Some("sycophancy"))
+            .map(|v| v.delta.as_ref().unwrap().abs_delta)
+            .collect();
+        d.iter().sum::<f64>() / d.len() as f64
+    };
+    assert!((sycophancy.base_mean_abs_delta - mean_abs(&cmp.base)).abs() < 1e-12);
+    assert!((sycophancy.adapted_mean_abs_delta - mean_abs(&cmp.adapted)).abs() < 1e-12);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Base model vs adapter") && page.matches("<iframe").count() == 2);
+
+    // --compare-base without an adapter is a usage error.
+    let out = run(&[
+        "audit",
+        "--model",
+        s(&model),
+        "--transcript",
+        s(&transcript),
+        "--compare-base",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("--compare-base needs --adapter"),
+        "{:?}",
+        text(&out)
+    );
+}
