@@ -12,15 +12,19 @@
  * irrelevant social context ("the teacher has 25 years of experience") moves the score.
  *
  * Life cycle (read the header in this order; items below are sorted by name):
- *   1. dg_model_default_options, dg_model_open ............ load a GGUF model   -> dg_model_t
+ *   1. dg_model_default_options, dg_model_open .. a GGUF file or Hugging Face directory
+ *                                                                      -> dg_model_t
+ *      dg_model_load_adapter, dg_model_with_adapter  (optional) a PEFT LoRA adapter on the
+ *                                                    same weights          -> dg_model_t
  *   2. dg_rubric_builtin / dg_rubric_load / dg_rubric_parse  (optional; NULL = built-in rubric)
  *   3. dg_score ............. label distributions of rubric items      -> dg_scores_t
  *      dg_bias_delta ........ how far one context moves one score      -> dg_bias_delta_t
  *      dg_bias_deltas ....... several contexts in one pass             -> dg_delta_batch_t
+ *      dg_adapter_delta ..... how far an adapter moves one score       -> dg_bias_delta_t
  *      dg_check ............. runtime check of one context, flagged?   -> dg_checks_t
  *      dg_audit ............. probe catalog vs. noise floor, verdict   -> dg_audit_t (+ JSON)
  *   4. read the plain C structs; then dg_*_free every object you received
- *   5. dg_model_free, dg_rubric_free
+ *   5. dg_model_free (every handle, adapter handles too), dg_rubric_free
  *
  * Conventions (every function follows them; each function's comment adds only what differs):
  *

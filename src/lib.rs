@@ -1,15 +1,17 @@
 //! debias-guard: score classroom transcripts with an in-process LLM and measure how much
 //! irrelevant social context moves the score.
 //!
-//! Layers, each knowing only those below it:
-//! - [`gguf`], [`hf`]: bounds-checked GGUF parsing and Hugging Face directories (config,
-//!   safetensors, tokenizer.json); [`weights`]: any of them as dense f32 in HF layout;
-//! - [`model`]: the decoder (weights shared, per-call [`model::KvState`]);
-//! - [`tokenizer`], [`chat`]: text ↔ tokens from the model file's own metadata;
+//! Layers, each knowing only those below it (the folder tree is this order):
+//! - [`arch`]: model families (one file each), hyper-parameters and tensor names;
+//! - [`formats`]: GGUF, Hugging Face directories, tokenizer and chat template, dense weights,
+//!   PEFT adapters and export (re-exported here by their short paths, e.g. [`gguf`]);
+//! - [`model`]: the decoder (weights shared, per-call [`model::KvState`], run-time LoRA paths);
 //! - [`rubric`], [`prompt`]: what is rated and the one prompt builder;
 //! - [`engine`]: prompts → prefix tree → label distributions, and generation;
-//! - [`guard`]: bias deltas, the probe catalog, audits, runtime checks and reports;
+//! - [`guard`]: bias and adapter deltas, the probe catalog, audits, runtime checks and reports;
 //! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
+//!
+//! Test models come from the dev-only `debias-guard-testkit` crate, never from here.
 
 pub mod arch;
 pub mod engine;

@@ -280,7 +280,7 @@ fn every_number_of_an_audit_matches_from_scratch_scoring() {
     assert!(report.timings.tokens_evaluated < report.timings.tokens_requested);
     assert_eq!(report.settings.threads, 1);
     assert!(report.model.adapter.is_none());
-    assert_eq!(report.model.file_name, "guard_tiny_default.gguf");
+    assert_eq!(report.model.file_name, "default-llama.gguf");
     let bytes = std::fs::read(engine.path()).unwrap();
     assert_eq!(report.model.sha256, guard::report::sha256_hex(&bytes));
     assert_eq!(report.model.size_bytes, bytes.len() as u64);

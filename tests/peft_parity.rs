@@ -5,7 +5,7 @@
 //! `tests/fixtures/peft_reference.json`. Our engine, loading the same files, must agree.
 
 use debias_guard::{Engine, EngineOptions};
-use debias_guard_testkit::scratch_dir;
+use debias_guard_testkit::{json_f32s, scratch_dir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -17,14 +17,6 @@ const REL_TOL: f32 = 1e-4;
 fn fixture() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
 }
 
 /// Checks that every input file hashes as when the reference was made (else the generator
@@ -45,7 +37,7 @@ fn compare(name: &str, engine: &Engine, tokens: &[u32], rows: &[usize], want: &V
     let got = engine.logits(tokens, rows).expect("logits");
     let mut worst = 0f32;
     for (row, expected) in got.iter().zip(want.as_array().expect("rows")) {
-        let expected = floats(expected);
+        let expected = json_f32s(expected);
         assert_eq!(row.len(), expected.len(), "{name}: vocabulary size");
         for (a, b) in row.iter().zip(&expected) {
             worst = worst.max((a - b).abs() / b.abs().max(1.0));

@@ -11,6 +11,10 @@
 //	audit, err := model.Audit(transcript, &debiasguard.AuditOptions{Items: []string{"instructional_dialogue"}})
 //	fmt.Println(audit.Flagged, audit.WorstCategoryID, audit.WorstAbsDelta)
 //
+// Open takes a GGUF file or a Hugging Face model directory. LoadAdapter adds a PEFT LoRA adapter
+// next to the loaded weights, WithAdapter gives a *Model that runs it (without copying the base),
+// and AdapterDelta scores one item with and without it.
+//
 // Every failure is returned as a *Error carrying the C status and the library's message (use
 // errors.As). Results are plain Go values: nothing returned needs freeing. A *Model may be used
 // by many goroutines at once; Close waits for calls in progress and makes later calls fail with

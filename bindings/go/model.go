@@ -48,8 +48,9 @@ type ModelInfo struct {
 	LoadSeconds   float64 // time Open took to load the file
 }
 
-// Model is a loaded GGUF model (dg_model_t). Its methods may be called from many goroutines at
-// once. Close it when done; a finalizer closes a forgotten one.
+// Model is a loaded model, from a GGUF file or a Hugging Face directory (dg_model_t). Its methods
+// may be called from many goroutines at once. Close it when done; a finalizer closes a forgotten
+// one.
 type Model struct {
 	mu sync.RWMutex // read-held by calls, write-held by Close
 	p  *C.dg_model_t

@@ -68,14 +68,22 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 }
 
 /// Writes the tiny GGUF model `spec` into the scratch folder `name`, once per process and
-/// spec, and returns its path (`tiny-<architecture>-<n>.gguf`).
+/// spec, and returns its path: `<name>-<architecture>.gguf` (with `-<n>` added for the n-th
+/// other spec of that architecture under the same name).
 pub fn tiny_model(name: &str, spec: &TinySpec) -> PathBuf {
     static WRITTEN: Mutex<Vec<(String, TinySpec, PathBuf)>> = Mutex::new(Vec::new());
     let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, _, path)) = written.iter().find(|(n, s, _)| n == name && s == spec) {
         return path.clone();
     }
-    let file = format!("tiny-{}-{}.gguf", spec.architecture, written.len());
+    let siblings = written
+        .iter()
+        .filter(|(n, s, _)| n == name && s.architecture == spec.architecture)
+        .count();
+    let file = match siblings {
+        0 => format!("{name}-{}.gguf", spec.architecture),
+        n => format!("{name}-{}-{n}.gguf", spec.architecture),
+    };
     let path = scratch_dir(name).join(file);
     write_tiny_gguf(&path, spec).expect("write tiny model");
     written.push((name.to_string(), spec.clone(), path.clone()));
@@ -142,4 +150,13 @@ pub fn max_logit_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         .zip(b)
         .map(|(x, y)| max_abs_diff(x, y))
         .fold(0.0, f64::max)
+}
+
+/// The numbers of a JSON array (a reference fixture's values) as f32.
+pub fn json_f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
 }

@@ -2,19 +2,12 @@
 //! (`scripts/dpo_loss_reference.py` wrote `tests/fixtures/dpo_loss_reference.json`).
 
 use burn::tensor::{Tensor, TensorData};
+use debias_guard_testkit::json_f32s;
 use debias_guard_trainer::loss::{compute, LossConfig, LossInputs, Objective, PairLogProbs};
 use debias_guard_trainer::train::DeviceChoice;
 use serde_json::Value;
 
 const TOL: f64 = 1e-5;
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
 
 fn close(name: &str, got: f64, want: f64) {
     let scale = want.abs().max(1.0);
@@ -62,19 +55,19 @@ fn loss_matches_the_pytorch_reference() {
             .unwrap()
             .iter()
             .map(|row| {
-                let v = floats(row);
+                let v = json_f32s(row);
                 v.iter().sum::<f32>() / v.len() as f32
             })
             .collect();
-        let pc = tensor(floats(&case["policy_chosen"])).require_grad();
-        let pr = tensor(floats(&case["policy_rejected"])).require_grad();
+        let pc = tensor(json_f32s(&case["policy_chosen"])).require_grad();
+        let pr = tensor(json_f32s(&case["policy_rejected"])).require_grad();
         let sft = tensor(sft_means).require_grad();
         let inputs = LossInputs {
             pairs: Some(PairLogProbs {
                 policy_chosen: pc.clone(),
                 policy_rejected: pr.clone(),
-                reference_chosen: tensor(floats(&case["reference_chosen"])),
-                reference_rejected: tensor(floats(&case["reference_rejected"])),
+                reference_chosen: tensor(json_f32s(&case["reference_chosen"])),
+                reference_rejected: tensor(json_f32s(&case["reference_rejected"])),
             }),
             sft_token_mean: Some(sft.clone()),
         };
@@ -110,7 +103,7 @@ fn loss_matches_the_pytorch_reference() {
             ("grad_policy_rejected", &pr),
             ("grad_sft_token_mean", &sft),
         ] {
-            let want = floats(&r[name]);
+            let want = json_f32s(&r[name]);
             let got = match t.grad(&grads) {
                 Some(g) => g.try_to_vec_as::<f32>().unwrap(),
                 None => vec![0.0; want.len()],
