@@ -9,11 +9,9 @@ pub mod error;
 pub mod eval;
 pub mod inputs;
 pub mod loss;
-pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod pairs;
-pub mod plot;
 pub mod synth;
 pub mod train;
 

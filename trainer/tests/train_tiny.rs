@@ -254,7 +254,7 @@ fn interrupted_and_resumed_run_ends_with_the_same_adapter() {
     assert!(a.iter().any(|v| v.iter().any(|&x| x != 0.0)));
 
     let losses = |dir: &Path| -> Vec<(usize, f64)> {
-        debias_guard_trainer::metrics::read_metrics(&dir.join("metrics.jsonl"))
+        debias_guard_trainer::train::metrics::read_metrics(&dir.join("metrics.jsonl"))
             .unwrap()
             .iter()
             .map(|m| (m.step, m.stats.loss))

@@ -29,6 +29,8 @@
 mod args;
 pub mod checkpoint;
 mod device;
+pub mod metrics;
+pub mod plot;
 mod prepare;
 mod reference;
 mod step;
@@ -45,9 +47,9 @@ pub use step::{
 use crate::consistency::{build_groups, RatingGroup};
 use crate::data::{load_examples, load_pairs};
 use crate::error::{Error, Result};
-use crate::metrics::{read_metrics, MetricsLog, StepLog, StepMetrics};
 use crate::model::{save_peft, Decoder, LoraAdapter};
 use crate::optim::{Optimiser, Schedule};
+use crate::train::metrics::{read_metrics, MetricsLog, StepLog, StepMetrics};
 use debias_guard::{Engine, EngineOptions};
 use std::path::{Path, PathBuf};
 use validation::ValidationPoint;
@@ -361,7 +363,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     let finished = trainer.step == total_steps || stopped_early;
     if finished && !args.no_export {
         let all = read_metrics(&metrics_path)?;
-        crate::plot::write_training_plots(&args.out.join("plots"), &all)?;
+        crate::train::plot::write_training_plots(&args.out.join("plots"), &all)?;
         let last = if validator.log.is_some() {
             args.out.join("last-adapter")
         } else {

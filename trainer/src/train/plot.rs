@@ -6,7 +6,7 @@
 //! without any text.
 
 use crate::error::{Error, Result};
-use crate::metrics::StepMetrics;
+use crate::train::metrics::StepMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
