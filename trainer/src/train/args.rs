@@ -49,8 +49,9 @@ pub struct TrainArgs {
     /// Pairs per forward/backward pass.
     #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
-    /// Micro-batches per optimiser step (effective batch = micro-batch × grad-accum).
-    #[arg(long, default_value_t = 8)]
+    /// Micro-batches per optimiser step (effective batch = micro-batch × grad-accum; 32 pairs as
+    /// in the method's code).
+    #[arg(long, default_value_t = 32)]
     pub grad_accum: usize,
     /// LoRA rank.
     #[arg(long, default_value_t = 16)]

@@ -156,24 +156,6 @@ fn load_data(
     Ok((data, validation))
 }
 
-/// Counts the records of the training file (what `run_config` records as `pairs`).
-fn count_items(args: &TrainArgs) -> Result<usize> {
-    // Checks that the objective's data was given before reading anything.
-    args.run_config(1)?;
-    let n = match (&args.pairs, &args.groups.examples) {
-        (Some(p), _) if args.objective.needs_pairs() => load_pairs(p)?.len(),
-        (_, Some(e)) => load_examples(e)?.len(),
-        _ => 0,
-    };
-    let n = args.max_pairs.map_or(n, |k| n.min(k));
-    if n == 0 || n > MAX_PAIRS {
-        return Err(Error::Config(format!(
-            "{n} pairs or examples to train on; 1..={MAX_PAIRS} needed"
-        )));
-    }
-    Ok(n)
-}
-
 /// Keeps the adapter with the smallest validation shift: measures, logs, and saves the adapter
 /// to `{out}/adapter` when it is the best so far.
 struct Validator {
@@ -246,12 +228,20 @@ impl Validator {
 
 /// Trains as `args` says and returns a summary (the library entry point of `train`).
 pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
-    let run = args.run_config(count_items(args)?)?;
+    // The item count is filled in once the data is read.
+    let mut run = args.run_config(0)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let device = args.device.device()?;
     let (decoder, tokenizer) = load_base(&args.model, &device)?;
     run.lora.validate(decoder.config())?;
     let (mut data, validation_groups) = load_data(args, &run, &tokenizer)?;
+    if data.is_empty() || data.len() > MAX_PAIRS {
+        return Err(Error::Config(format!(
+            "{} pairs or examples to train on; 1..={MAX_PAIRS} needed",
+            data.len()
+        )));
+    }
+    run.pairs = data.len();
     let digest = data.digest();
     let ckpt_dir = args.out.join("checkpoint");
     let (adapter, optimiser, step) = if args.resume {
