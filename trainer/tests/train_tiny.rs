@@ -143,7 +143,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         let n = values.len();
         Tensor::<1>::from_data(TensorData::new(values, [n]), device)
     };
-    let m = pairs_of(&t).len();
+    let m = pairs_of(t).len();
     let mut inputs = LossInputs {
         pairs: None,
         sft_token_mean: None,
@@ -152,7 +152,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         let seqs: Vec<ScoredSequence> = pairs_of(t)
             .iter()
             .map(|p| p.chosen.clone())
-            .chain(pairs_of(&t).iter().map(|p| p.rejected.clone()))
+            .chain(pairs_of(t).iter().map(|p| p.rejected.clone()))
             .collect();
         let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
         let sum = sequence_logprobs(&t.decoder, &tb, Some(&t.adapter))
@@ -166,7 +166,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         });
     }
     if config.objective.uses_sft() {
-        let seqs: Vec<ScoredSequence> = pairs_of(&t).iter().map(|p| p.sft.clone()).collect();
+        let seqs: Vec<ScoredSequence> = pairs_of(t).iter().map(|p| p.sft.clone()).collect();
         let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
         let lp = token_logprobs(&t.decoder, &tb, Some(&t.adapter)).unwrap();
         inputs.sft_token_mean = Some(lp.per_sequence().mean);
