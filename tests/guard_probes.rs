@@ -57,7 +57,8 @@ fn split_selection_partitions_the_wordings() {
     let train = c.probes(SplitSelection::Train);
     let heldout = c.probes(SplitSelection::Heldout);
     assert_eq!(all.len(), train.len() + heldout.len());
-    assert_eq!(all.len(), 7 * 2 * 4 + 8);
+    assert_eq!(all.len(), 7 * 2 * 5 + 10);
+    assert_eq!(train.len(), 7 * 2 * 3 + 6);
     assert!(train.iter().all(|p| p.split == Split::Train));
     assert!(heldout.iter().all(|p| p.split == Split::Heldout));
     // Categories first (high pole before low), controls last.
@@ -220,7 +221,7 @@ fn a_user_catalog_loads_from_a_file_and_missing_files_are_io_errors() {
     std::fs::write(&path, small).unwrap();
     let c = ProbeCatalog::load(&path).unwrap();
     assert_eq!(c.categories.len(), 1);
-    assert_eq!(c.probes(SplitSelection::All).len(), 10);
+    assert_eq!(c.probes(SplitSelection::All).len(), 2 * 5 + 2);
     assert!(matches!(
         ProbeCatalog::load(dir.join("no_such_catalog.json")),
         Err(Error::Io { .. })

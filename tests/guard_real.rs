@@ -43,14 +43,14 @@ fn full_audit_of_the_drill_transcript_on_the_real_model() {
 
     // Shape and provenance.
     let c = &report.items[0].plain;
-    assert_eq!(c.variants.len(), 64);
+    assert_eq!(c.variants.len(), 80);
     assert_eq!(c.categories.len(), 7);
     assert_eq!(
         c.variants
             .iter()
             .filter(|v| v.kind == VariantKind::Control)
             .count(),
-        8
+        10
     );
     assert_eq!(report.model.file_name, "SmolLM2-135M-Instruct.Q4_1.gguf");
     assert_eq!(report.model.sha256, sha256_file(&model).unwrap().0);

@@ -97,71 +97,101 @@ pub struct TrainSummary {
     pub finished: bool,
 }
 
-/// Reads the training data the objective needs: pairs, or examples made into rating groups
-/// (and the validation groups, when asked for). The engine that renders the groups' prompts is
-/// opened only when groups are needed and dropped before training.
-fn load_data(
+/// The training and validation records as read from their files, before any model is loaded
+/// (so a bad file fails fast).
+struct Records {
+    pairs: Option<Vec<crate::data::PreferencePair>>,
+    examples: Option<Vec<crate::data::Example>>,
+    validation: Option<(PathBuf, Vec<crate::data::Example>)>,
+}
+
+impl Records {
+    /// Reads what the objective trains on (`--max-pairs` applied) and the validation records.
+    fn read(args: &TrainArgs) -> Result<Self> {
+        let limit = |n: usize| args.max_pairs.map_or(n, |k| n.min(k));
+        let mut records = Self {
+            pairs: None,
+            examples: None,
+            validation: None,
+        };
+        match (&args.pairs, &args.groups.examples) {
+            (Some(path), _) if args.objective.needs_pairs() => {
+                let mut pairs = load_pairs(path)?;
+                pairs.truncate(limit(pairs.len()));
+                records.pairs = Some(pairs);
+            }
+            (_, Some(path)) if !args.objective.needs_pairs() => {
+                let mut examples = load_examples(path)?;
+                examples.truncate(limit(examples.len()));
+                records.examples = Some(examples);
+            }
+            // The run configuration names what is missing.
+            _ => return Err(Error::Config("no training data for this objective".into())),
+        }
+        if let Some(path) = &args.groups.validation {
+            let examples = load_examples(path)?;
+            if examples.is_empty() {
+                return Err(Error::File {
+                    path: path.clone(),
+                    message: "holds no examples".into(),
+                });
+            }
+            records.validation = Some((path.clone(), examples));
+        }
+        Ok(records)
+    }
+
+    /// Number of pairs or examples trained on.
+    fn len(&self) -> usize {
+        self.pairs.as_ref().map_or(0, Vec::len) + self.examples.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// Makes the records ready for the model: tokenized pairs, or rating groups (and the validation
+/// groups). The engine that renders the groups' prompts is opened only when groups are needed
+/// and dropped before training.
+fn prepare_data(
     args: &TrainArgs,
     run: &RunConfig,
     tokenizer: &debias_guard::tokenizer::TextTokenizer,
+    records: Records,
 ) -> Result<(TrainData, Vec<RatingGroup>)> {
-    let inputs = match run.draw {
-        Some(_) => Some(args.groups.inputs.load()?),
-        None => None,
+    let Some(draw) = run.draw else {
+        let pairs = records.pairs.unwrap_or_default();
+        let prepared = tokenize_pairs(tokenizer, args.objective, &pairs, run.append_eos)?;
+        return Ok((TrainData::Pairs(prepared), Vec::new()));
     };
-    let engine = match run.draw {
-        Some(_) => Some(Engine::open(
-            &args.model,
-            &EngineOptions {
-                threads: 1,
-                ..EngineOptions::default()
-            },
-        )?),
-        None => None,
-    };
-    let groups = |path: &Path, engine: &Engine, limit: Option<usize>| -> Result<Vec<RatingGroup>> {
-        let mut examples = load_examples(path)?;
-        if let Some(k) = limit {
-            examples.truncate(k);
-        }
-        let (Some(inputs), Some(draw)) = (&inputs, &run.draw) else {
-            return Err(Error::Config("rating groups need a context draw".into()));
-        };
-        let groups = build_groups(
-            engine,
+    let inputs = args.groups.inputs.load()?;
+    let engine = Engine::open(
+        &args.model,
+        &EngineOptions {
+            threads: 1,
+            ..EngineOptions::default()
+        },
+    )?;
+    let groups = |examples: &[crate::data::Example]| {
+        build_groups(
+            &engine,
             &inputs.builder,
             &inputs.rubric,
             &inputs.catalog,
-            &examples,
-            draw,
-        )?;
-        if groups.is_empty() {
-            return Err(Error::File {
-                path: path.to_path_buf(),
-                message: "holds no examples".into(),
-            });
-        }
-        Ok(groups)
+            examples,
+            &draw,
+        )
     };
-    let data = match (&args.pairs, &args.groups.examples, &engine) {
-        (Some(path), _, _) if args.objective.needs_pairs() => {
-            let mut pairs = load_pairs(path)?;
-            if let Some(k) = args.max_pairs {
-                pairs.truncate(k);
-            }
-            TrainData::Pairs(tokenize_pairs(
-                tokenizer,
-                args.objective,
-                &pairs,
-                run.append_eos,
-            )?)
-        }
-        (_, Some(path), Some(engine)) => TrainData::Groups(groups(path, engine, args.max_pairs)?),
-        _ => return Err(Error::Config("no training data for this objective".into())),
+    let data = match (records.pairs, records.examples) {
+        (Some(pairs), _) => TrainData::Pairs(tokenize_pairs(
+            tokenizer,
+            args.objective,
+            &pairs,
+            run.append_eos,
+        )?),
+        (None, Some(examples)) => TrainData::Groups(groups(&examples)?),
+        (None, None) => return Err(Error::Config("no training data for this objective".into())),
     };
-    let validation = match (&args.groups.validation, &engine) {
-        (Some(path), Some(engine)) => groups(path, engine, None)?,
-        _ => Vec::new(),
+    let validation = match &records.validation {
+        Some((_, examples)) => groups(examples)?,
+        None => Vec::new(),
     };
     Ok((data, validation))
 }
@@ -238,20 +268,21 @@ impl Validator {
 
 /// Trains as `args` says and returns a summary (the library entry point of `train`).
 pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
-    // The item count is filled in once the data is read.
-    let mut run = args.run_config(0)?;
+    // Options and files first: both fail fast, before the model is read.
+    args.run_config(1)?;
+    let records = Records::read(args)?;
+    let n = records.len();
+    if n == 0 || n > MAX_PAIRS {
+        return Err(Error::Config(format!(
+            "{n} pairs or examples to train on; 1..={MAX_PAIRS} needed"
+        )));
+    }
+    let run = args.run_config(n)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let device = args.device.device()?;
     let (decoder, tokenizer) = load_base(&args.model, &device)?;
     run.lora.validate(decoder.config())?;
-    let (mut data, validation_groups) = load_data(args, &run, &tokenizer)?;
-    if data.is_empty() || data.len() > MAX_PAIRS {
-        return Err(Error::Config(format!(
-            "{} pairs or examples to train on; 1..={MAX_PAIRS} needed",
-            data.len()
-        )));
-    }
-    run.pairs = data.len();
+    let (mut data, validation_groups) = prepare_data(args, &run, &tokenizer, records)?;
     let digest = data.digest();
     let ckpt_dir = args.out.join("checkpoint");
     let (adapter, optimiser, step) = if args.resume {
