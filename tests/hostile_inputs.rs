@@ -1,0 +1,162 @@
+//! Hostile inputs (issue 14): templates run under budgets, and a model that computes NaN gets a
+//! typed error instead of a score.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use debias_guard::chat::{ChatMessage, ChatTemplate};
+use debias_guard::{Engine, EngineOptions, Error, PromptBuilder, PromptLayout, Rubric, Transcript};
+use debias_guard_testkit::{scratch_dir, tiny_gguf_parts, write_gguf, TinySpec, SAMPLE_TRANSCRIPT};
+use std::time::{Duration, Instant};
+
+fn chat() -> Vec<ChatMessage> {
+    vec![ChatMessage::new("user", "Rate this lesson.")]
+}
+
+fn budget_error(e: Error) -> (String, String) {
+    match e {
+        Error::TemplateBudget { template, reason } => (template, reason),
+        e => panic!("expected a template budget error, got {e}"),
+    }
+}
+
+#[test]
+fn nested_loops_run_out_of_fuel_quickly() {
+    let source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let tmpl = ChatTemplate::new(Some(source), "", "")
+        .unwrap()
+        .with_budget("chat template of hostile.gguf", 4096);
+    let start = Instant::now();
+    let (template, reason) = budget_error(tmpl.render(&chat(), true).unwrap_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(template, "chat template of hostile.gguf");
+    assert!(reason.contains("instructions"), "{reason}");
+}
+
+#[test]
+fn repeated_output_is_refused_at_the_output_limit() {
+    // 100,000 copies of the message: few instructions each, but far past 256 B × 64 tokens.
+    let source = "{% for i in range(100000) %}{{ messages[0].content }}{% endfor %}";
+    let tmpl = ChatTemplate::new(Some(source), "", "")
+        .unwrap()
+        .with_budget("chat template of small.gguf", 64);
+    assert_eq!(tmpl.max_output_bytes(), 64 * 256);
+    let (template, reason) = budget_error(tmpl.render(&chat(), true).unwrap_err());
+    assert_eq!(template, "chat template of small.gguf");
+    assert!(reason.contains("16384 bytes"), "{reason}");
+}
+
+#[test]
+fn string_repetition_past_the_limit_is_refused() {
+    // minijinja itself caps `*` on strings; what it lets through, the output limit refuses.
+    let source = "{{ 'ab' * 100000 }}";
+    let tmpl = ChatTemplate::new(Some(source), "", "")
+        .unwrap()
+        .with_budget("t", 16);
+    budget_error(tmpl.render(&chat(), true).unwrap_err());
+}
+
+#[test]
+fn normal_templates_render_as_before() {
+    let messages = vec![
+        ChatMessage::new("system", "You rate lessons."),
+        ChatMessage::new("user", "Transcript: T: Good morning."),
+    ];
+    let budgeted = ChatTemplate::new(None, "<s>", "</s>").unwrap();
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.add_template("chat", debias_guard::chat::DEFAULT_CHAT_TEMPLATE)
+        .unwrap();
+    let plain = env
+        .get_template("chat")
+        .unwrap()
+        .render(minijinja::context! { messages => messages, add_generation_prompt => true })
+        .unwrap();
+    assert_eq!(budgeted.render(&messages, true).unwrap(), plain);
+}
+
+#[test]
+fn prompt_layout_runs_under_the_same_budget() {
+    let rubric = Rubric::builtin();
+    let item = &rubric.items[0];
+    let transcript = Transcript::new(SAMPLE_TRANSCRIPT).unwrap();
+    let hog = PromptLayout {
+        user_template:
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                .into(),
+        ..PromptLayout::default()
+    };
+    let builder = PromptBuilder::new(hog).unwrap();
+    let (template, _) = budget_error(builder.build(&transcript, item, None, false).unwrap_err());
+    assert_eq!(template, "prompt layout user_template");
+
+    let long = PromptLayout {
+        user_template: "{% for i in range(1000) %}{{ transcript }}{% endfor %}".into(),
+        ..PromptLayout::default()
+    };
+    let builder = PromptBuilder::new(long).unwrap();
+    let (_, reason) = budget_error(
+        builder
+            .build_within(&transcript, item, None, false, 10_000)
+            .unwrap_err(),
+    );
+    assert!(reason.contains("10000 bytes"), "{reason}");
+
+    // The default layout renders the same with or without a tighter (but sufficient) limit.
+    let builder = PromptBuilder::default();
+    let a = builder.build(&transcript, item, Some("x"), true).unwrap();
+    let b = builder
+        .build_within(&transcript, item, Some("x"), true, 1 << 16)
+        .unwrap();
+    assert_eq!(a.messages, b.messages);
+}
+
+#[test]
+fn nan_norm_weight_is_an_error_not_a_score() {
+    let (md, mut tensors) = tiny_gguf_parts(&TinySpec::default()).unwrap();
+    let slot = tensors
+        .iter_mut()
+        .find(|(n, _)| n == "output_norm.weight")
+        .expect("output norm present");
+    let mut values = slot
+        .1
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    values[3] = f32::NAN;
+    let t = Tensor::new(values, &Device::Cpu).unwrap();
+    slot.1 = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+    let path = scratch_dir("hostile-nan").join("nan-norm.gguf");
+    write_gguf(&path, &md, &tensors).unwrap();
+
+    let engine = match Engine::open(&path, &EngineOptions::default()) {
+        Ok(engine) => engine,
+        // Refusing the weights at load is as good as refusing the score.
+        Err(Error::Tensor { tensor, .. }) => {
+            assert_eq!(tensor, "output_norm.weight");
+            return;
+        }
+        Err(e) => panic!("unexpected {e}"),
+    };
+    let rubric = Rubric::builtin();
+    let transcript = Transcript::new(SAMPLE_TRANSCRIPT).unwrap();
+    let prompt = engine
+        .rubric_prompt(
+            &PromptBuilder::default(),
+            &transcript,
+            &rubric.items[0],
+            None,
+            false,
+        )
+        .unwrap();
+    match engine.score(&prompt) {
+        Err(Error::NonFinite { what, .. }) => assert!(what.starts_with("label"), "{what}"),
+        Err(e) => panic!("expected a non-finite error, got {e}"),
+        Ok(d) => panic!("scored a NaN model: {d:?}"),
+    }
+}
