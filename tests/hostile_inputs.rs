@@ -115,48 +115,63 @@ fn prompt_layout_runs_under_the_same_budget() {
     assert_eq!(a.messages, b.messages);
 }
 
-#[test]
-fn nan_norm_weight_is_an_error_not_a_score() {
+/// The tiny model with one value of tensor `name` replaced by NaN.
+fn model_with_nan(name: &str) -> std::path::PathBuf {
     let (md, mut tensors) = tiny_gguf_parts(&TinySpec::default()).unwrap();
     let slot = tensors
         .iter_mut()
-        .find(|(n, _)| n == "output_norm.weight")
-        .expect("output norm present");
+        .find(|(n, _)| n == name)
+        .expect("tensor present");
+    let shape = slot.1.shape().clone();
     let mut values = slot
         .1
         .dequantize(&Device::Cpu)
         .unwrap()
+        .flatten_all()
+        .unwrap()
         .to_vec1::<f32>()
         .unwrap();
     values[3] = f32::NAN;
-    let t = Tensor::new(values, &Device::Cpu).unwrap();
+    let t = Tensor::new(values, &Device::Cpu)
+        .unwrap()
+        .reshape(shape)
+        .unwrap();
     slot.1 = QTensor::quantize(&t, GgmlDType::F32).unwrap();
-    let path = scratch_dir("hostile-nan").join("nan-norm.gguf");
+    let path = scratch_dir("hostile-nan").join(format!("nan-{name}.gguf"));
     write_gguf(&path, &md, &tensors).unwrap();
+    path
+}
 
-    let engine = match Engine::open(&path, &EngineOptions::default()) {
-        Ok(engine) => engine,
-        // Refusing the weights at load is as good as refusing the score.
-        Err(Error::Tensor { tensor, .. }) => {
-            assert_eq!(tensor, "output_norm.weight");
-            return;
+#[test]
+fn nan_norm_weight_is_refused_at_load() {
+    for name in ["output_norm.weight", "blk.0.attn_norm.weight"] {
+        match Engine::open(&model_with_nan(name), &EngineOptions::default()) {
+            Err(Error::Tensor { tensor, reason }) => {
+                assert_eq!(tensor, name);
+                assert!(reason.contains("not finite"), "{reason}");
+            }
+            Err(e) => panic!("unexpected {e}"),
+            Ok(_) => panic!("loaded a NaN {name}"),
         }
-        Err(e) => panic!("unexpected {e}"),
-    };
+    }
+}
+
+#[test]
+fn nan_in_the_embedding_is_an_error_not_a_score() {
+    // Matrices are not checked at load yet: the score-time guard must catch it.
+    let path = model_with_nan("token_embd.weight");
+    let engine = Engine::open(&path, &EngineOptions::default()).unwrap();
     let rubric = Rubric::builtin();
     let transcript = Transcript::new(SAMPLE_TRANSCRIPT).unwrap();
-    let prompt = engine
-        .rubric_prompt(
-            &PromptBuilder::default(),
-            &transcript,
-            &rubric.items[0],
-            None,
-            false,
-        )
-        .unwrap();
-    match engine.score(&prompt) {
-        Err(Error::NonFinite { what, .. }) => assert!(what.starts_with("label"), "{what}"),
-        Err(e) => panic!("expected a non-finite error, got {e}"),
-        Ok(d) => panic!("scored a NaN model: {d:?}"),
+    let builder = PromptBuilder::default();
+    for item in &rubric.items {
+        let prompt = engine
+            .rubric_prompt(&builder, &transcript, item, None, false)
+            .unwrap();
+        match engine.score(&prompt) {
+            Err(Error::NonFinite { what, .. }) => assert!(what.starts_with("label"), "{what}"),
+            Err(e) => panic!("expected a non-finite error, got {e}"),
+            Ok(d) => panic!("scored a NaN model: {d:?}"),
+        }
     }
 }
