@@ -145,7 +145,7 @@ fn model_with_nan(name: &str) -> std::path::PathBuf {
 #[test]
 fn nan_norm_weight_is_refused_at_load() {
     for name in ["output_norm.weight", "blk.0.attn_norm.weight"] {
-        match Engine::open(&model_with_nan(name), &EngineOptions::default()) {
+        match Engine::open(model_with_nan(name), &EngineOptions::default()) {
             Err(Error::Tensor { tensor, reason }) => {
                 assert_eq!(tensor, name);
                 assert!(reason.contains("not finite"), "{reason}");
