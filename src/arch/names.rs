@@ -3,23 +3,31 @@
 //! (GGUF llama) versus halves (Hugging Face).
 
 use super::{Architecture, ModelConfig};
+use serde::{Deserialize, Serialize};
 
-/// One linear projection inside a transformer block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One linear projection inside a transformer block (serialised by its PEFT module name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Projection {
     /// Attention query.
+    #[serde(rename = "q_proj")]
     Q,
     /// Attention key.
+    #[serde(rename = "k_proj")]
     K,
     /// Attention value.
+    #[serde(rename = "v_proj")]
     V,
     /// Attention output.
+    #[serde(rename = "o_proj")]
     O,
     /// MLP gate (SiLU branch).
+    #[serde(rename = "gate_proj")]
     Gate,
     /// MLP up.
+    #[serde(rename = "up_proj")]
     Up,
     /// MLP down.
+    #[serde(rename = "down_proj")]
     Down,
 }
 
@@ -34,6 +42,11 @@ impl Projection {
         Self::Up,
         Self::Down,
     ];
+
+    /// Position in [`Projection::ALL`].
+    pub fn slot(self) -> usize {
+        self as usize
+    }
 
     /// The GGUF tensor stem (`blk.N.<stem>.weight`).
     pub fn gguf_stem(self) -> &'static str {

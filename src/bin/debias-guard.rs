@@ -46,6 +46,9 @@ struct Common {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Print what runs (model size, matrix kernel path, threads) to stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 impl Common {
@@ -262,6 +265,18 @@ impl Common {
         )?;
         if let Some(note) = guard::audit::demo_model_note(&engine) {
             eprintln!("note: {note}");
+        }
+        if self.verbose {
+            eprintln!(
+                "model {} (about {}M parameters), kernel {}, {} threads, loaded in {:.2}s",
+                file_name(&self.model),
+                engine.config().parameter_count().div_ceil(1_000_000),
+                engine
+                    .kernel_path()
+                    .map_or("candle (quantized or non-x86 weights)", |k| k.name()),
+                engine.threads(),
+                started.elapsed().as_secs_f64()
+            );
         }
         let engine = match &self.adapter {
             None => engine,

@@ -5,7 +5,7 @@ mod model_support;
 use burn::tensor::Device;
 use debias_guard_testkit::{max_abs_diff, scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::model::{
-    load_peft, peft_key, save_peft, LoraAdapter, LoraConfig, LoraTarget, TokenBatch,
+    load_peft, peft_key, save_peft, LoraAdapter, LoraConfig, Projection, TokenBatch,
     ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
 };
 use model_support::{decoder, engine, values};
@@ -39,7 +39,7 @@ fn peft_directory_round_trips_exactly() {
         rank: 8,
         alpha: 16.0,
         use_rslora: true,
-        targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down],
+        targets: vec![Projection::Q, Projection::V, Projection::Down],
         seed: 0,
     };
     let adapter = random_adapter(&lora, &model_config, &device);
@@ -61,7 +61,7 @@ fn peft_directory_round_trips_exactly() {
     );
     let bytes = std::fs::read(out.join(ADAPTER_WEIGHTS_FILE)).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let a = file.tensor(&peft_key(1, LoraTarget::Down, 'A')).unwrap();
+    let a = file.tensor(&peft_key(1, Projection::Down, 'A')).unwrap();
     assert_eq!(a.shape(), &[8, model_config.ffn_size]);
     let b = file
         .tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")

@@ -7,7 +7,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::Device;
 use debias_guard_testkit::{max_abs_diff, scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::model::{
-    sequence_logprobs, LoraAdapter, LoraConfig, LoraTarget, ScoredSequence, TokenBatch,
+    sequence_logprobs, LoraAdapter, LoraConfig, Projection, ScoredSequence, TokenBatch,
 };
 use model_support::{decoder, engine, values};
 
@@ -50,7 +50,7 @@ fn bad_configs_are_rejected() {
             ..LoraConfig::default()
         },
         LoraConfig {
-            targets: vec![LoraTarget::Q, LoraTarget::Q],
+            targets: vec![Projection::Q, Projection::Q],
             ..LoraConfig::default()
         },
     ] {
@@ -80,7 +80,7 @@ fn fresh_adapter_equals_base() {
         let adapted = values(model.logits(&batch, Some(&adapter)).unwrap());
         assert_eq!(max_abs_diff(&base, &adapted), 0.0, "{arch}");
         // A is drawn from U(-1/sqrt(in), 1/sqrt(in)) and is not degenerate.
-        let a = values(adapter.pair(0, LoraTarget::Q).unwrap().a.val());
+        let a = values(adapter.pair(0, Projection::Q).unwrap().a.val());
         let bound = 1.0 / (config.hidden_size as f32).sqrt();
         assert!(a.iter().all(|v| v.abs() <= bound));
         assert!(a.iter().any(|v| v.abs() > bound / 2.0));
@@ -101,7 +101,7 @@ fn initialisation_is_seeded() {
             ..LoraConfig::default()
         };
         let a = LoraAdapter::init(&c, &config, &device).unwrap();
-        values(a.pair(1, LoraTarget::Down).unwrap().a.val())
+        values(a.pair(1, Projection::Down).unwrap().a.val())
     };
     assert_eq!(first(3), first(3));
     assert_ne!(first(3), first(4));
@@ -152,7 +152,7 @@ fn gradients_reach_only_the_adapter() {
         adapter.config, lora,
         "an optimiser step keeps the hyper-parameters"
     );
-    let b = values(adapter.pair(0, LoraTarget::V).unwrap().b.val());
+    let b = values(adapter.pair(0, Projection::V).unwrap().b.val());
     assert!(b.iter().any(|v| *v != 0.0), "B did not move");
     let after_sum = values(
         sequence_logprobs(&model, &batch, Some(&adapter))
@@ -228,8 +228,8 @@ fn gradients_match_finite_differences() {
     let mut rng = StdRng::seed_from_u64(5);
     let mut factors = Vec::new();
     for _ in 0..config.n_layers {
-        for t in LoraTarget::ALL {
-            let (out, inp) = t.dims(&config);
+        for t in Projection::ALL {
+            let (out, inp) = t.shape(&config);
             let a: Vec<f32> = (0..2 * inp).map(|_| rng.random_range(-0.3..0.3)).collect();
             let b: Vec<f32> = (0..out * 2).map(|_| rng.random_range(-0.3..0.3)).collect();
             factors.push((a, b));
@@ -269,7 +269,7 @@ fn gradients_match_finite_differences() {
         (13, false, 40),
         (8, true, 2),
     ] {
-        let (layer, target) = (slot / 7, LoraTarget::ALL[slot % 7]);
+        let (layer, target) = (slot / 7, Projection::ALL[slot % 7]);
         let pair = adapter.pair(layer, target).unwrap();
         let param = if is_b { &pair.b } else { &pair.a };
         let g = values(param.val().grad(&grads).expect("gradient"))[idx];

@@ -143,7 +143,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         let n = values.len();
         Tensor::<1>::from_data(TensorData::new(values, [n]), device)
     };
-    let m = pairs_of(&t).len();
+    let m = pairs_of(t).len();
     let mut inputs = LossInputs {
         pairs: None,
         sft_token_mean: None,
@@ -152,7 +152,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         let seqs: Vec<ScoredSequence> = pairs_of(t)
             .iter()
             .map(|p| p.chosen.clone())
-            .chain(pairs_of(&t).iter().map(|p| p.rejected.clone()))
+            .chain(pairs_of(t).iter().map(|p| p.rejected.clone()))
             .collect();
         let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
         let sum = sequence_logprobs(&t.decoder, &tb, Some(&t.adapter))
@@ -166,7 +166,7 @@ fn unpacked_loss(t: &Trainer, config: &LossConfig) -> f64 {
         });
     }
     if config.objective.uses_sft() {
-        let seqs: Vec<ScoredSequence> = pairs_of(&t).iter().map(|p| p.sft.clone()).collect();
+        let seqs: Vec<ScoredSequence> = pairs_of(t).iter().map(|p| p.sft.clone()).collect();
         let tb = TokenBatch::new(&seqs, t.decoder.config()).unwrap();
         let lp = token_logprobs(&t.decoder, &tb, Some(&t.adapter)).unwrap();
         inputs.sft_token_mean = Some(lp.per_sequence().mean);
@@ -296,4 +296,103 @@ fn bad_options_and_files_are_typed_errors() {
         train::train(&a),
         Err(debias_guard_trainer::Error::Record { line: 1, .. })
     ));
+}
+
+/// Records of `n` short transcripts on one rubric item, gold 1..=7 in turn.
+fn examples(n: usize, offset: usize) -> Vec<debias_guard_trainer::data::Example> {
+    (0..n)
+        .map(|i| debias_guard_trainer::data::Example {
+            id: format!("t{}/student_reasoning", i + offset),
+            transcript: format!(
+                "TEACHER: Why does {} plus one work?\nSTUDENT: Because we count on.",
+                i + offset
+            ),
+            item: "student_reasoning".into(),
+            gold: (1 + (i + offset) % 7) as u8,
+        })
+        .collect()
+}
+
+/// `--objective consistency` trains on examples (no pairs): it validates before training and
+/// after every step, keeps the best adapter as `adapter/` and the last one as `last-adapter/`,
+/// logs the direct-mode terms, and a step lowers the consistency loss of its batch.
+#[test]
+fn consistency_runs_on_examples_with_validation_and_keeps_the_best_adapter() {
+    let dir = scratch_dir("consistency");
+    let model = tiny_model("train", &TinySpec::default());
+    let (train_file, val_file) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
+    write_jsonl(&train_file, &examples(4, 0)).unwrap();
+    write_jsonl(&val_file, &examples(2, 10)).unwrap();
+    let mut a = args(&model, Path::new("unused"), &dir.join("run"));
+    a.pairs = None;
+    a.objective = Objective::Consistency;
+    a.groups.examples = Some(train_file.clone());
+    a.groups.validation = Some(val_file);
+    a.groups.validate_every = 1;
+    a.epochs = 1;
+    let summary = train::train(&a).expect("consistency run");
+    assert!(summary.finished);
+    assert_eq!(summary.steps, 2);
+    // Before training (step 0) and after each step.
+    let steps: Vec<usize> = summary.validation.iter().map(|v| v.step).collect();
+    assert_eq!(steps, vec![0, 1, 2]);
+    assert!(summary
+        .validation
+        .iter()
+        .all(|v| v.context_shift.is_finite() && v.label_mass > 0.0 && v.label_mass <= 1.0 + 1e-9));
+    for m in &summary.metrics {
+        assert!(
+            m.stats.consistency_loss > 0.0 && m.stats.sft_loss > 0.0,
+            "{m:?}"
+        );
+        assert_eq!(m.stats.dpo_loss, 0.0);
+    }
+    let run = dir.join("run");
+    assert!(run.join("adapter/adapter_config.json").exists());
+    assert!(run.join("last-adapter/adapter_config.json").exists());
+    let run_config = std::fs::read_to_string(run.join("run_config.json")).unwrap();
+    assert!(run_config.contains("\"consistency\""), "{run_config}");
+
+    // One optimiser step over one group lowers that group's loss.
+    let (decoder, _) = load_base(&model, &DeviceChoice::Cpu.device().unwrap()).unwrap();
+    let config = a.run_config(4).unwrap();
+    let engine = debias_guard::Engine::open(&model, &Default::default()).unwrap();
+    let groups = debias_guard_trainer::consistency::build_groups(
+        &engine,
+        &debias_guard::PromptBuilder::default(),
+        &debias_guard::Rubric::builtin(),
+        &debias_guard::guard::ProbeCatalog::builtin(),
+        &examples(1, 3),
+        &config.draw.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(groups[0].prompts, 9, "7 categories + 1 control + neutral");
+    let device = DeviceChoice::Cpu.device().unwrap();
+    let mut t = Trainer {
+        adapter: LoraAdapter::init(&config.lora, decoder.config(), &device).unwrap(),
+        decoder,
+        optimiser: Optimiser::new(&config.optim),
+        schedule: Schedule::new(&config.optim, 2),
+        run: debias_guard_trainer::train::RunConfig {
+            micro_batch: 1,
+            grad_accum: 1,
+            ..config
+        },
+        data: TrainData::Groups(groups.clone()),
+        step: 0,
+        total_steps: 2,
+    };
+    t.train_step().unwrap(); // B = 0: the first step only moves B off zero
+    let batch: Vec<_> = groups.iter().collect();
+    let loss_of = |t: &Trainer| {
+        train::group_batch_loss(&t.decoder, Some(&t.adapter), &t.run.loss, &batch)
+            .unwrap()
+            .0
+            .stats
+            .loss
+    };
+    let before = loss_of(&t);
+    t.train_step().unwrap();
+    let after = loss_of(&t);
+    assert!(after < before, "loss {before} -> {after}");
 }

@@ -213,9 +213,12 @@ impl TokenBatch {
                 positions: vec![0; subtree_end.len()],
                 subtree_end,
             };
-            for node in 1..trie.token.len() {
-                row.tokens[cell_of[node]] = trie.token[node];
-                row.positions[cell_of[node]] = trie.depth[node];
+            // Node 0 is the root (no cell).
+            for ((&cell, &token), &depth) in
+                cell_of.iter().zip(&trie.token).zip(&trie.depth).skip(1)
+            {
+                row.tokens[cell] = token;
+                row.positions[cell] = depth;
             }
             for (seq, path) in group.iter().zip(&paths) {
                 for p in seq.response_start..seq.tokens.len() {

@@ -10,11 +10,12 @@
 //! state, and the same weights serve the policy (adapter on) and the reference (adapter off).
 
 use super::batch::TokenBatch;
-use super::lora::{LoraAdapter, LoraTarget};
+use super::lora::LoraAdapter;
 use super::rope;
 use crate::error::{Error, Result};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use debias_guard::arch::Projection;
 use debias_guard::model::ModelConfig;
 use debias_guard::weights::{DenseCheckpoint, DenseTensor};
 
@@ -43,7 +44,7 @@ impl Linear {
 #[derive(Debug, Clone)]
 struct Block {
     input_norm: Tensor<2>,
-    /// Indexed by [`LoraTarget::slot`].
+    /// Indexed by [`Projection::slot`].
     projections: Vec<Linear>,
     post_attention_norm: Tensor<2>,
 }
@@ -110,10 +111,10 @@ impl Decoder {
             let input_norm = tensors.required(&format!("{prefix}.input_layernorm.weight"), &[h])?;
             let post_attention_norm =
                 tensors.required(&format!("{prefix}.post_attention_layernorm.weight"), &[h])?;
-            let mut projections = Vec::with_capacity(LoraTarget::ALL.len());
-            for target in LoraTarget::ALL {
-                let (out, inp) = target.dims(&config);
-                let stem = format!("{prefix}.{}", target.hf_path());
+            let mut projections = Vec::with_capacity(Projection::ALL.len());
+            for target in Projection::ALL {
+                let (out, inp) = target.shape(&config);
+                let stem = target.hf_path(i);
                 projections.push(Linear {
                     weight: tensors.required(&format!("{stem}.weight"), &[out, inp])?,
                     bias: tensors.optional(&format!("{stem}.bias"), &[out])?,
@@ -178,7 +179,7 @@ impl Decoder {
             mask,
         };
         for (i, block) in self.blocks.iter().enumerate() {
-            let lora = |t: LoraTarget| adapter.and_then(|a| a.pair(i, t).map(|p| (p, a.scale())));
+            let lora = |t: Projection| adapter.and_then(|a| a.pair(i, t).map(|p| (p, a.scale())));
             x = block.forward(x, &ctx, lora);
         }
         Ok(x)
@@ -257,11 +258,11 @@ impl Decoder {
         }
         let r = adapter.config.rank;
         for (layer, target, pair) in adapter.pairs() {
-            let (out, inp) = target.dims(&self.config);
+            let (out, inp) = target.shape(&self.config);
             if pair.a.val().dims() != [r, inp] || pair.b.val().dims() != [out, r] {
                 return Err(Error::Model(format!(
                     "layer {layer} {}: adapter factors do not fit {out}×{inp} at rank {r}",
-                    target.peft_name()
+                    target.hf_module()
                 )));
             }
         }
@@ -296,22 +297,22 @@ impl Block {
         &self,
         x: Tensor<2>,
         ctx: &Context<'_>,
-        lora: impl Fn(LoraTarget) -> Option<(&'p super::lora::LoraPair, f64)>,
+        lora: impl Fn(Projection) -> Option<(&'p super::lora::LoraPair, f64)>,
     ) -> Tensor<2> {
         let eps = ctx.config.rms_eps;
         let proj =
-            |t: LoraTarget, input: Tensor<2>| self.projections[t.slot()].forward(input, lora(t));
+            |t: Projection, input: Tensor<2>| self.projections[t.slot()].forward(input, lora(t));
         let h = rms_norm(x.clone(), &self.input_norm, eps);
         let attn = attention(
-            proj(LoraTarget::Q, h.clone()),
-            proj(LoraTarget::K, h.clone()),
-            proj(LoraTarget::V, h),
+            proj(Projection::Q, h.clone()),
+            proj(Projection::K, h.clone()),
+            proj(Projection::V, h),
             ctx,
         );
-        let x = x + proj(LoraTarget::O, attn);
+        let x = x + proj(Projection::O, attn);
         let h = rms_norm(x.clone(), &self.post_attention_norm, eps);
-        let gated = silu(proj(LoraTarget::Gate, h.clone())) * proj(LoraTarget::Up, h);
-        x + proj(LoraTarget::Down, gated)
+        let gated = silu(proj(Projection::Gate, h.clone())) * proj(Projection::Up, h);
+        x + proj(Projection::Down, gated)
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
+use debias_guard::arch::Projection;
 use debias_guard::model::ModelConfig;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,100 +14,13 @@ use serde::{Deserialize, Serialize};
 /// Highest LoRA rank accepted (keeps a bad option from allocating huge factors).
 pub const MAX_LORA_RANK: usize = 1024;
 
-/// A linear projection of a decoder block that can carry an adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum LoraTarget {
-    /// Attention query (`self_attn.q_proj`).
-    #[serde(rename = "q_proj")]
-    Q,
-    /// Attention key (`self_attn.k_proj`).
-    #[serde(rename = "k_proj")]
-    K,
-    /// Attention value (`self_attn.v_proj`).
-    #[serde(rename = "v_proj")]
-    V,
-    /// Attention output (`self_attn.o_proj`).
-    #[serde(rename = "o_proj")]
-    O,
-    /// MLP gate, the SiLU branch (`mlp.gate_proj`).
-    #[serde(rename = "gate_proj")]
-    Gate,
-    /// MLP up (`mlp.up_proj`).
-    #[serde(rename = "up_proj")]
-    Up,
-    /// MLP down (`mlp.down_proj`).
-    #[serde(rename = "down_proj")]
-    Down,
-}
-
-impl LoraTarget {
-    /// Every projection, in block order (the index of a target in this list is its slot).
-    pub const ALL: [LoraTarget; 7] = [
-        Self::Q,
-        Self::K,
-        Self::V,
-        Self::O,
-        Self::Gate,
-        Self::Up,
-        Self::Down,
-    ];
-
-    /// The module name PEFT uses in `target_modules` (`q_proj`, …).
-    pub fn peft_name(self) -> &'static str {
-        match self {
-            Self::Q => "q_proj",
-            Self::K => "k_proj",
-            Self::V => "v_proj",
-            Self::O => "o_proj",
-            Self::Gate => "gate_proj",
-            Self::Up => "up_proj",
-            Self::Down => "down_proj",
-        }
-    }
-
-    /// Parses a PEFT module name.
-    pub fn from_peft_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.peft_name() == name)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown LoRA target `{name}` (expected one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
-                ))
-            })
-    }
-
-    /// Path of the projection inside a block, Hugging Face naming (`self_attn.q_proj`).
-    pub fn hf_path(self) -> &'static str {
-        match self {
-            Self::Q => "self_attn.q_proj",
-            Self::K => "self_attn.k_proj",
-            Self::V => "self_attn.v_proj",
-            Self::O => "self_attn.o_proj",
-            Self::Gate => "mlp.gate_proj",
-            Self::Up => "mlp.up_proj",
-            Self::Down => "mlp.down_proj",
-        }
-    }
-
-    /// Position in [`LoraTarget::ALL`].
-    pub fn slot(self) -> usize {
-        self as usize
-    }
-
-    /// `(out, in)` features of this projection for a model.
-    pub fn dims(self, config: &ModelConfig) -> (usize, usize) {
-        let h = config.hidden_size;
-        let q = config.n_heads * config.head_dim;
-        let kv = config.n_kv_heads * config.head_dim;
-        match self {
-            Self::Q => (q, h),
-            Self::K | Self::V => (kv, h),
-            Self::O => (h, q),
-            Self::Gate | Self::Up => (config.ffn_size, h),
-            Self::Down => (h, config.ffn_size),
-        }
-    }
+/// Parses a PEFT module name (`q_proj`, …) into the projection it names.
+pub fn parse_target(name: &str) -> Result<Projection> {
+    Projection::from_hf_module(name).ok_or_else(|| {
+        Error::Config(format!(
+            "unknown LoRA target `{name}` (expected one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+        ))
+    })
 }
 
 /// Hyper-parameters of a LoRA adapter (saved with checkpoints so a run can be reproduced).
@@ -119,7 +33,7 @@ pub struct LoraConfig {
     /// Rank-stabilised scaling: `alpha / sqrt(r)` instead of `alpha / r`.
     pub use_rslora: bool,
     /// Projections that get an adapter, in every block.
-    pub targets: Vec<LoraTarget>,
+    pub targets: Vec<Projection>,
     /// Seed of the `A` initialisation.
     pub seed: u64,
 }
@@ -131,7 +45,7 @@ impl Default for LoraConfig {
             rank: 16,
             alpha: 32.0,
             use_rslora: false,
-            targets: LoraTarget::ALL.to_vec(),
+            targets: Projection::ALL.to_vec(),
             seed: 0,
         }
     }
@@ -148,7 +62,7 @@ impl LoraConfig {
     }
 
     /// Whether `target` carries an adapter.
-    pub fn targets(&self, target: LoraTarget) -> bool {
+    pub fn targets(&self, target: Projection) -> bool {
         self.targets.contains(&target)
     }
 
@@ -178,12 +92,12 @@ impl LoraConfig {
             return Err(Error::Config("LoRA target modules are repeated".into()));
         }
         for &t in &self.targets {
-            let (out, inp) = t.dims(model);
+            let (out, inp) = t.shape(model);
             if self.rank > out.min(inp) {
                 return Err(Error::Config(format!(
                     "LoRA rank {} exceeds the smaller side of {} ({out}×{inp})",
                     self.rank,
-                    t.peft_name()
+                    t.hf_module()
                 )));
             }
         }
@@ -208,16 +122,16 @@ impl LoraPair {
     }
 }
 
-/// The adapters of one block, one optional pair per [`LoraTarget`] slot.
+/// The adapters of one block, one optional pair per [`Projection`] slot.
 #[derive(Module, Debug)]
 pub struct LoraLayer {
-    /// Indexed by [`LoraTarget::slot`]; `None` where the projection is not adapted.
+    /// Indexed by [`Projection::slot`]; `None` where the projection is not adapted.
     pub pairs: Vec<Option<LoraPair>>,
 }
 
 impl LoraLayer {
     /// The pair on `target`, if adapted.
-    pub fn pair(&self, target: LoraTarget) -> Option<&LoraPair> {
+    pub fn pair(&self, target: Projection) -> Option<&LoraPair> {
         self.pairs.get(target.slot()).and_then(Option::as_ref)
     }
 }
@@ -257,24 +171,24 @@ impl LoraAdapter {
         config: &LoraConfig,
         model: &ModelConfig,
         device: &Device,
-        mut values: impl FnMut(usize, LoraTarget, (usize, usize)) -> Result<(Vec<f32>, Vec<f32>)>,
+        mut values: impl FnMut(usize, Projection, (usize, usize)) -> Result<(Vec<f32>, Vec<f32>)>,
     ) -> Result<Self> {
         config.validate(model)?;
         let r = config.rank;
         let mut layers = Vec::with_capacity(model.n_layers);
         for layer in 0..model.n_layers {
-            let mut pairs = Vec::with_capacity(LoraTarget::ALL.len());
-            for target in LoraTarget::ALL {
+            let mut pairs = Vec::with_capacity(Projection::ALL.len());
+            for target in Projection::ALL {
                 if !config.targets(target) {
                     pairs.push(None);
                     continue;
                 }
-                let (out, inp) = target.dims(model);
+                let (out, inp) = target.shape(model);
                 let (a, b) = values(layer, target, (out, inp))?;
                 if a.len() != r * inp || b.len() != out * r {
                     return Err(Error::Model(format!(
                         "layer {layer} {}: LoRA factors have {} and {} values, expected {}×{inp} and {out}×{}",
-                        target.peft_name(),
+                        target.hf_module(),
                         a.len(),
                         b.len(),
                         r,
@@ -300,14 +214,14 @@ impl LoraAdapter {
     }
 
     /// The pair of `target` in block `layer`, if adapted.
-    pub fn pair(&self, layer: usize, target: LoraTarget) -> Option<&LoraPair> {
+    pub fn pair(&self, layer: usize, target: Projection) -> Option<&LoraPair> {
         self.layers.get(layer).and_then(|l| l.pair(target))
     }
 
     /// Every adapted projection as `(layer, target, pair)`, in block then target order.
-    pub fn pairs(&self) -> impl Iterator<Item = (usize, LoraTarget, &LoraPair)> {
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, Projection, &LoraPair)> {
         self.layers.iter().enumerate().flat_map(|(i, layer)| {
-            LoraTarget::ALL
+            Projection::ALL
                 .into_iter()
                 .filter_map(move |t| layer.pair(t).map(|p| (i, t, p)))
         })
@@ -315,7 +229,7 @@ impl LoraAdapter {
 }
 
 /// A stable id for one factor: a fixed tag, then layer, target slot and factor (0 = A, 1 = B).
-fn param_id(layer: usize, target: LoraTarget, factor: u64) -> ParamId {
+fn param_id(layer: usize, target: Projection, factor: u64) -> ParamId {
     const TAG: u64 = 0x4C6F_5241 << 32; // "LoRA"
     ParamId::from(TAG | ((layer as u64) << 8) | ((target.slot() as u64) << 1) | factor)
 }

@@ -7,7 +7,7 @@
 //!   [`Decoder::hidden_states`], [`Decoder::logits_at`] and [`Decoder::logits`] run it with
 //!   `Some(&adapter)` (policy) or `None` (reference model: same weights, adapter off, no graph).
 //!   Its logits equal the library engine's (f32; ~1e-5 on tiny models, <1e-4 on SmolLM2).
-//! - [`LoraConfig`], [`LoraTarget`], [`LoraAdapter`]: adapter hyper-parameters and factors
+//! - [`LoraConfig`], [`Projection`], [`LoraAdapter`]: adapter hyper-parameters and factors
 //!   (`A` `[r, in]` Kaiming-uniform from a seed, `B` `[out, r]` zero, `y = base(x) + scale ·
 //!   (x Aᵀ) Bᵀ`, scale `alpha/r` or `alpha/√r` with rsLoRA). The adapter is a burn `Module`
 //!   whose parameters are exactly the factors, so `GradientsParams::from_grads(grads, &adapter)`
@@ -34,8 +34,9 @@ mod rope;
 mod score;
 
 pub use batch::{ScoredSequence, TokenBatch};
+pub use debias_guard::arch::Projection;
 pub use decoder::Decoder;
-pub use lora::{LoraAdapter, LoraConfig, LoraLayer, LoraPair, LoraTarget, MAX_LORA_RANK};
+pub use lora::{parse_target, LoraAdapter, LoraConfig, LoraLayer, LoraPair, MAX_LORA_RANK};
 pub use peft::{
     from_peft, load_peft, peft_key, save_peft, to_peft, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
 };

@@ -4,10 +4,11 @@
 //! `…lora_B.weight` (`[out, r]`), f32. The same directories serve as training checkpoints:
 //! values round-trip exactly, and the library's engine loads them as they are.
 
-use super::lora::{LoraAdapter, LoraConfig, LoraTarget};
+use super::lora::{parse_target, LoraAdapter, LoraConfig};
 use crate::error::{Error, Result};
 use burn::tensor::Device;
 use debias_guard::adapter::{LoraMatrix, PeftAdapter, PeftConfig, TargetModules};
+use debias_guard::arch::Projection;
 use debias_guard::model::ModelConfig;
 use debias_guard::weights::DenseTensor;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// PEFT key of one factor (`'A'` or `'B'`) of the adapter on `target` in block `layer`.
-pub fn peft_key(layer: usize, target: LoraTarget, factor: char) -> String {
+pub fn peft_key(layer: usize, target: Projection, factor: char) -> String {
     let matrix = if factor == 'A' {
         LoraMatrix::A
     } else {
@@ -29,15 +30,15 @@ pub fn peft_key(layer: usize, target: LoraTarget, factor: char) -> String {
 }
 
 /// Module path of a projection inside the causal LM (`model.layers.3.self_attn.q_proj`).
-fn module_path(layer: usize, target: LoraTarget) -> String {
-    format!("model.layers.{layer}.{}", target.hf_path())
+fn module_path(layer: usize, target: Projection) -> String {
+    target.hf_path(layer)
 }
 
 /// The adapter as the library's PEFT representation, for `base_model`
 /// (`base_model_name_or_path`).
 pub fn to_peft(adapter: &LoraAdapter, base_model: &str) -> Result<PeftAdapter> {
     let c = &adapter.config;
-    let modules: Vec<&str> = c.targets.iter().map(|t| t.peft_name()).collect();
+    let modules: Vec<&str> = c.targets.iter().map(|t| t.hf_module()).collect();
     let mut config = PeftConfig::lora(c.rank, c.alpha, &modules);
     config.use_rslora = c.use_rslora;
     config.base_model_name_or_path = Some(base_model.to_string());
@@ -93,7 +94,7 @@ pub fn from_peft(peft: &PeftAdapter, model: &ModelConfig, device: &Device) -> Re
     let targets = match &c.target_modules {
         Some(TargetModules::List(names)) => names
             .iter()
-            .map(|n| LoraTarget::from_peft_name(n))
+            .map(|n| parse_target(n))
             .collect::<Result<Vec<_>>>()?,
         _ => {
             return Err(Error::Model(

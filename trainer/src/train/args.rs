@@ -6,7 +6,7 @@ use crate::consistency::ContextDraw;
 use crate::error::{Error, Result};
 use crate::inputs::InputFiles;
 use crate::loss::{LossConfig, Objective};
-use crate::model::{LoraConfig, LoraTarget};
+use crate::model::{parse_target, LoraConfig};
 use crate::optim::OptimConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -224,7 +224,7 @@ impl TrainArgs {
             .targets
             .iter()
             .map(|t| {
-                LoraTarget::from_peft_name(t)
+                parse_target(t)
                     .map_err(|_| Error::Config(format!("--targets: unknown projection `{t}`")))
             })
             .collect::<Result<Vec<_>>>()?;

@@ -105,23 +105,9 @@ fn load_data(
     run: &RunConfig,
     tokenizer: &debias_guard::tokenizer::TextTokenizer,
 ) -> Result<(TrainData, Vec<RatingGroup>)> {
-    let groups = |path: &Path, engine: &Engine, limit: Option<usize>| -> Result<Vec<RatingGroup>> {
-        let mut examples = load_examples(path)?;
-        if let Some(k) = limit {
-            examples.truncate(k);
-        }
-        let inputs = args.groups.inputs.load()?;
-        let draw = run
-            .draw
-            .ok_or_else(|| Error::Config("rating groups need a context draw".into()))?;
-        build_groups(
-            engine,
-            &inputs.builder,
-            &inputs.rubric,
-            &inputs.catalog,
-            &examples,
-            &draw,
-        )
+    let inputs = match run.draw {
+        Some(_) => Some(args.groups.inputs.load()?),
+        None => None,
     };
     let engine = match run.draw {
         Some(_) => Some(Engine::open(
@@ -132,6 +118,30 @@ fn load_data(
             },
         )?),
         None => None,
+    };
+    let groups = |path: &Path, engine: &Engine, limit: Option<usize>| -> Result<Vec<RatingGroup>> {
+        let mut examples = load_examples(path)?;
+        if let Some(k) = limit {
+            examples.truncate(k);
+        }
+        let (Some(inputs), Some(draw)) = (&inputs, &run.draw) else {
+            return Err(Error::Config("rating groups need a context draw".into()));
+        };
+        let groups = build_groups(
+            engine,
+            &inputs.builder,
+            &inputs.rubric,
+            &inputs.catalog,
+            &examples,
+            draw,
+        )?;
+        if groups.is_empty() {
+            return Err(Error::File {
+                path: path.to_path_buf(),
+                message: "holds no examples".into(),
+            });
+        }
+        Ok(groups)
     };
     let data = match (&args.pairs, &args.groups.examples, &engine) {
         (Some(path), _, _) if args.objective.needs_pairs() => {
