@@ -230,6 +230,16 @@ enum dg_status {
      *  name.
      */
     DG_STATUS_ADAPTER_INVALID = 14,
+    /** \brief
+     *  A chat template or prompt layout ran past its instruction or output-size budget (the
+     *  message names the template).
+     */
+    DG_STATUS_RESOURCE_LIMIT = 15,
+    /** \brief
+     *  The model computed NaN or infinity where a probability was expected: its weights or
+     *  adapter are not sound. No score is returned.
+     */
+    DG_STATUS_NON_FINITE = 16,
 }
 #ifndef DOXYGEN
 ; typedef int32_t

@@ -121,6 +121,23 @@ pub enum Error {
         /// The feature (`use_dora`, `modules_to_save`, …).
         feature: String,
     },
+    /// A template render ran past its instruction (fuel) or output-size budget.
+    #[error("{template}: {reason}")]
+    TemplateBudget {
+        /// The template's source (model file and key, or `prompt layout user_template`).
+        template: String,
+        /// Which budget was exceeded, and its size.
+        reason: String,
+    },
+    /// The model computed a NaN or infinite value where a probability was expected (its
+    /// weights or adapter are not sound); never turned into a distribution.
+    #[error("non-finite {what}: {reason}")]
+    NonFinite {
+        /// The quantity (`label log-probability`, `label mass`, …).
+        what: &'static str,
+        /// Where it occurred.
+        reason: String,
+    },
     /// An error from the tensor backend.
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),

@@ -7,7 +7,10 @@
 //! the item's question, so the engine's prefix tree prefills them once.
 
 use crate::error::{Error, Result};
-use crate::formats::chat::ChatMessage;
+use crate::formats::chat::{
+    budgeted_environment, output_limit, render_bounded, ChatMessage, RenderFailure,
+    DEFAULT_BUDGET_CONTEXT,
+};
 use crate::rubric::RubricItem;
 use minijinja::{context, Environment};
 use serde::{Deserialize, Serialize};
@@ -160,6 +163,9 @@ pub struct PromptBuilder {
     env: Environment<'static>,
 }
 
+/// Where a layout's template is named in errors.
+const USER_TEMPLATE: &str = "user_template";
+
 impl Default for PromptBuilder {
     fn default() -> Self {
         Self::new(PromptLayout::default()).expect("default layout compiles")
@@ -169,13 +175,13 @@ impl Default for PromptBuilder {
 impl PromptBuilder {
     /// Compiles a layout; a template syntax error is reported with its line.
     pub fn new(layout: PromptLayout) -> Result<Self> {
-        let mut env = Environment::new();
+        let mut env = budgeted_environment();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_keep_trailing_newline(true);
         env.add_template_owned("user", layout.user_template.clone())
             .map_err(|e| Error::Config {
                 what: "prompt layout",
-                source_name: "user_template".into(),
+                source_name: USER_TEMPLATE.into(),
                 line: e.line().unwrap_or(0),
                 reason: e.to_string(),
             })?;
@@ -192,12 +198,27 @@ impl PromptBuilder {
 
     /// Builds the chat for one transcript × item × optional context; `mitigate` adds the
     /// instruction to ignore irrelevant information (the prompt-mitigation baseline).
+    /// The user turn renders within [`output_limit`]`(`[`DEFAULT_BUDGET_CONTEXT`]`)` bytes.
     pub fn build(
         &self,
         transcript: &Transcript,
         item: &RubricItem,
         context: Option<&str>,
         mitigate: bool,
+    ) -> Result<PromptMessages> {
+        let max_bytes = output_limit(DEFAULT_BUDGET_CONTEXT);
+        self.build_within(transcript, item, context, mitigate, max_bytes)
+    }
+
+    /// [`build`](Self::build) with the user turn's rendering bounded to `max_bytes` (an engine
+    /// passes its chat template's limit, derived from the model's context length).
+    pub fn build_within(
+        &self,
+        transcript: &Transcript,
+        item: &RubricItem,
+        context: Option<&str>,
+        mitigate: bool,
+        max_bytes: usize,
     ) -> Result<PromptMessages> {
         item.validate().map_err(|r| Error::Config {
             what: "rubric",
@@ -206,26 +227,29 @@ impl PromptBuilder {
             reason: r,
         })?;
         let context = context.map(validate_context).transpose()?;
-        let user = self
-            .env
-            .get_template("user")
-            .and_then(|t| {
-                t.render(context! {
-                    transcript => transcript.as_str(),
-                    item => item,
-                    first => item.labels.first(),
-                    last => item.labels.last(),
-                    answer_prefix => self.layout.answer_prefix,
-                    instruction => mitigate.then_some(MITIGATION_INSTRUCTION),
-                    context => context,
-                })
-            })
-            .map_err(|e| Error::Config {
-                what: "prompt layout",
-                source_name: "user_template".into(),
-                line: e.line().unwrap_or(0),
-                reason: e.to_string(),
-            })?;
+        let layout_error = |e: minijinja::Error| Error::Config {
+            what: "prompt layout",
+            source_name: USER_TEMPLATE.into(),
+            line: e.line().unwrap_or(0),
+            reason: e.to_string(),
+        };
+        let tmpl = self.env.get_template("user").map_err(layout_error)?;
+        let ctx = context! {
+            transcript => transcript.as_str(),
+            item => item,
+            first => item.labels.first(),
+            last => item.labels.last(),
+            answer_prefix => self.layout.answer_prefix,
+            instruction => mitigate.then_some(MITIGATION_INSTRUCTION),
+            context => context,
+        };
+        let user = render_bounded(&tmpl, ctx, max_bytes).map_err(|f| match f {
+            RenderFailure::Budget(reason) => Error::TemplateBudget {
+                template: format!("prompt layout {USER_TEMPLATE}"),
+                reason,
+            },
+            RenderFailure::Template(e) => layout_error(e),
+        })?;
         let mut messages = Vec::with_capacity(2);
         if !self.layout.system.is_empty() {
             messages.push(ChatMessage::new("system", self.layout.system.clone()));

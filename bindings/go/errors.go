@@ -31,6 +31,8 @@ const (
 	StatusBackend          Status = C.DG_STATUS_BACKEND
 	StatusPanic            Status = C.DG_STATUS_PANIC
 	StatusAdapterInvalid   Status = C.DG_STATUS_ADAPTER_INVALID
+	StatusResourceLimit    Status = C.DG_STATUS_RESOURCE_LIMIT
+	StatusNonFinite        Status = C.DG_STATUS_NON_FINITE
 )
 
 // String is the library's short description of the status.

@@ -176,7 +176,11 @@ impl Engine {
             template.as_deref(),
             tokenizer.bos_text().unwrap_or(""),
             tokenizer.eos_text().unwrap_or(""),
-        )?;
+        )?
+        .with_budget(
+            format!("chat template of {}", path.display()),
+            model.config().context_length,
+        );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads)
             .thread_name(|i| format!("debias-guard-{i}"))
@@ -355,7 +359,8 @@ impl Engine {
         context: Option<&str>,
         mitigate: bool,
     ) -> Result<LabelPrompt> {
-        let messages = builder.build(transcript, item, context, mitigate)?;
+        let max_bytes = self.shared.chat.max_output_bytes();
+        let messages = builder.build_within(transcript, item, context, mitigate, max_bytes)?;
         Ok(LabelPrompt {
             text: self.render(&messages)?,
             labels: item.labels.clone(),
@@ -422,7 +427,7 @@ impl Engine {
                 offset += n;
                 d
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok((dists, stats))
     }
 

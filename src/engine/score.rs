@@ -113,11 +113,22 @@ pub(crate) fn tokenize_labels(
 /// A label whose tokens are a strict prefix of another's (`1` and `10`) only counts the mass of
 /// stopping there: its probability is multiplied by one minus the probability of the tokens that
 /// would continue it into a longer label.
+///
+/// A NaN or +∞ log-probability, or a mass that is not finite, is [`Error::NonFinite`]: a model
+/// that computes NaN never yields a (uniform) distribution.
 pub(crate) fn distribution(
     prompt: &LabelPrompt,
     labels: &TokenizedLabels,
     token_logprobs: &[Vec<f32>],
-) -> ScoreDistribution {
+) -> Result<ScoreDistribution> {
+    for (label, lps) in prompt.labels.iter().zip(token_logprobs) {
+        if let Some(lp) = lps.iter().find(|lp| lp.is_nan() || **lp == f32::INFINITY) {
+            return Err(Error::NonFinite {
+                what: "label log-probability",
+                reason: format!("{lp} for a token of label `{label}`"),
+            });
+        }
+    }
     let seqs: Vec<&[u32]> = labels.queries.iter().map(|q| q.tokens.as_slice()).collect();
     let start = labels.queries[0].score_from;
     let mut mass: Vec<f64> = token_logprobs
@@ -139,6 +150,12 @@ pub(crate) fn distribution(
         mass[i] *= (1.0 - cont).max(0.0);
     }
     let total: f64 = mass.iter().sum();
+    if !total.is_finite() {
+        return Err(Error::NonFinite {
+            what: "label mass",
+            reason: format!("{total} over labels {:?}", prompt.labels),
+        });
+    }
     let probs: Vec<f64> = if total > 0.0 {
         mass.iter().map(|m| m / total).collect()
     } else {
@@ -149,14 +166,14 @@ pub(crate) fn distribution(
         .iter()
         .enumerate()
         .fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
-    ScoreDistribution {
+    Ok(ScoreDistribution {
         labels: prompt.labels.clone(),
         probs,
         label_mass: total,
         expected,
         argmax,
         prompt_tokens: labels.prompt_tokens,
-    }
+    })
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {

@@ -48,11 +48,17 @@ pub enum dg_status {
     /// A LoRA adapter is malformed, does not fit the base model, or is not loaded under that
     /// name.
     AdapterInvalid = 14,
+    /// A chat template or prompt layout ran past its instruction or output-size budget (the
+    /// message names the template).
+    ResourceLimit = 15,
+    /// The model computed NaN or infinity where a probability was expected: its weights or
+    /// adapter are not sound. No score is returned.
+    NonFinite = 16,
 }
 
 impl dg_status {
     /// Every status, in numeric order.
-    pub const ALL: [dg_status; 15] = [
+    pub const ALL: [dg_status; 17] = [
         Self::Ok,
         Self::NullArgument,
         Self::InvalidUtf8,
@@ -68,6 +74,8 @@ impl dg_status {
         Self::Backend,
         Self::Panic,
         Self::AdapterInvalid,
+        Self::ResourceLimit,
+        Self::NonFinite,
     ];
 
     /// The status of a library error (no wildcard: a new `Error` variant must be mapped here).
@@ -91,6 +99,8 @@ impl dg_status {
             Error::ContextOverflow { .. } => Self::ContextOverflow,
             Error::Label { .. } => Self::Label,
             Error::Backend(_) => Self::Backend,
+            Error::TemplateBudget { .. } => Self::ResourceLimit,
+            Error::NonFinite { .. } => Self::NonFinite,
         }
     }
 
@@ -112,6 +122,8 @@ impl dg_status {
             Self::Backend => c"the tensor backend failed",
             Self::Panic => c"internal error: the library panicked",
             Self::AdapterInvalid => c"the adapter is invalid or does not fit the base model",
+            Self::ResourceLimit => c"a template ran past its instruction or output-size budget",
+            Self::NonFinite => c"the model computed NaN or infinity instead of a probability",
         }
     }
 }

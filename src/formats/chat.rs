@@ -1,9 +1,98 @@
 //! Chat templates: the Jinja template stored in the model (`tokenizer.chat_template`), rendered
 //! with minijinja and Python-compatible string methods, so every model gets its own turn markers.
+//!
+//! Templates come from files users bring, so every render (here and in the prompt layout) runs
+//! under a budget: [`TEMPLATE_FUEL`] minijinja instructions and an output size of
+//! [`BYTES_PER_CONTEXT_TOKEN`] × the model's context length; past either it is
+//! [`Error::TemplateBudget`], never a hang or an unbounded allocation of output.
 
 use crate::error::{Error, Result};
-use minijinja::{context, Environment, ErrorKind};
+use minijinja::{context, Environment, ErrorKind, Template};
 use serde::Serialize;
+use std::io;
+
+/// Instructions one render may execute (minijinja fuel); a chat template over a few messages
+/// needs a few thousand.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// Rendered bytes allowed per token of context window: far more than any token's text, so a
+/// rendering over the limit could never fit the window.
+pub const BYTES_PER_CONTEXT_TOKEN: usize = 256;
+
+/// Context length assumed for the output limit of a template not bound to a model.
+pub const DEFAULT_BUDGET_CONTEXT: usize = 131_072;
+
+/// Largest rendering, in bytes, of a template for a model with `context_length` tokens.
+pub fn output_limit(context_length: usize) -> usize {
+    context_length
+        .max(1)
+        .saturating_mul(BYTES_PER_CONTEXT_TOKEN)
+}
+
+/// An environment with the render budget's fuel set.
+pub(crate) fn budgeted_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env
+}
+
+/// Why a budgeted render failed.
+pub(crate) enum RenderFailure {
+    /// Out of fuel or over the output limit (the text says which, with the limit).
+    Budget(String),
+    /// Any other template error.
+    Template(minijinja::Error),
+}
+
+/// Renders `tmpl` into at most `max_bytes` bytes, under the environment's fuel.
+pub(crate) fn render_bounded<S: Serialize>(
+    tmpl: &Template<'_, '_>,
+    ctx: S,
+    max_bytes: usize,
+) -> std::result::Result<String, RenderFailure> {
+    let mut out = BoundedWriter {
+        buf: Vec::new(),
+        max_bytes,
+        overflow: false,
+    };
+    match tmpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => String::from_utf8(out.buf).map_err(|_| {
+            RenderFailure::Template(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                "rendering is not UTF-8",
+            ))
+        }),
+        Err(_) if out.overflow => Err(RenderFailure::Budget(format!(
+            "rendering exceeds the output limit of {max_bytes} bytes"
+        ))),
+        Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(RenderFailure::Budget(format!(
+            "rendering exceeds the budget of {TEMPLATE_FUEL} template instructions"
+        ))),
+        Err(e) => Err(RenderFailure::Template(e)),
+    }
+}
+
+/// A byte sink that refuses to grow past `max_bytes`.
+struct BoundedWriter {
+    buf: Vec<u8>,
+    max_bytes: usize,
+    overflow: bool,
+}
+
+impl io::Write for BoundedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.max_bytes {
+            self.overflow = true;
+            return Err(io::Error::other("output limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Template used only when a model file carries none: ChatML turn markers.
 pub const DEFAULT_CHAT_TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
@@ -34,6 +123,8 @@ impl ChatMessage {
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
+    origin: String,
+    max_output_bytes: usize,
     bos_token: String,
     eos_token: String,
 }
@@ -56,7 +147,7 @@ impl ChatTemplate {
                 source.len()
             )));
         }
-        let mut env = Environment::new();
+        let mut env = budgeted_environment();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -71,6 +162,8 @@ impl ChatTemplate {
         Ok(Self {
             env,
             source,
+            origin: "chat template".into(),
+            max_output_bytes: output_limit(DEFAULT_BUDGET_CONTEXT),
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
         })
@@ -83,13 +176,32 @@ impl ChatTemplate {
             .env
             .get_template("chat")
             .map_err(|e| Error::ChatTemplate(describe(&e)))?;
-        tmpl.render(context! {
+        let ctx = context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
+        };
+        render_bounded(&tmpl, ctx, self.max_output_bytes).map_err(|f| match f {
+            RenderFailure::Budget(reason) => Error::TemplateBudget {
+                template: self.origin.clone(),
+                reason,
+            },
+            RenderFailure::Template(e) => Error::ChatTemplate(describe(&e)),
         })
-        .map_err(|e| Error::ChatTemplate(describe(&e)))
+    }
+
+    /// Names where the template came from (used in budget errors) and bounds its rendering to
+    /// [`output_limit`]`(context_length)` bytes.
+    pub fn with_budget(mut self, origin: impl Into<String>, context_length: usize) -> Self {
+        self.origin = origin.into();
+        self.max_output_bytes = output_limit(context_length);
+        self
+    }
+
+    /// Largest rendering accepted, in bytes.
+    pub fn max_output_bytes(&self) -> usize {
+        self.max_output_bytes
     }
 
     /// The template source in use.

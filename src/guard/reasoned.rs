@@ -88,7 +88,8 @@ pub fn reasoning_prompt(
     context: Option<&str>,
     mitigate: bool,
 ) -> Result<String> {
-    let mut prompt = builder.build(transcript, item, context, mitigate)?;
+    let max_bytes = engine.chat_template().max_output_bytes();
+    let mut prompt = builder.build_within(transcript, item, context, mitigate, max_bytes)?;
     let instruction = REASONING_INSTRUCTION.replace("{prefix}", &prompt.answer_prefix);
     let user = prompt
         .messages

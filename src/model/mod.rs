@@ -452,7 +452,16 @@ impl Loader<'_> {
         })
     }
 
+    /// A norm weight or bias; NaN or infinity in it is refused (it would poison every score).
     fn vector(&self, name: &str, len: usize) -> Result<Tensor> {
-        Ok(self.qtensor(name, &[len])?.dequantize(self.device)?)
+        let v = self.qtensor(name, &[len])?.dequantize(self.device)?;
+        let values = v.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+            return Err(Error::tensor(
+                name,
+                format!("value {} at index {i} is not finite", values[i]),
+            ));
+        }
+        Ok(v)
     }
 }

@@ -107,13 +107,13 @@ static void test_version_and_status(void) {
     EXPECT(DG_VERSION_NUMBER ==
            DG_VERSION_MAJOR * 10000 + DG_VERSION_MINOR * 100 + DG_VERSION_PATCH);
 
-    for (int s = DG_STATUS_OK; s <= DG_STATUS_ADAPTER_INVALID; s++) {
+    for (int s = DG_STATUS_OK; s <= DG_STATUS_NON_FINITE; s++) {
         EXPECT(strlen(dg_status_text(s)) > 0);
         EXPECT(strcmp(dg_status_text(s), "unknown status") != 0);
     }
     EXPECT(strcmp(dg_status_text(DG_STATUS_OK), "success") == 0);
     EXPECT(strcmp(dg_status_text(-1), "unknown status") == 0);
-    EXPECT(strcmp(dg_status_text(DG_STATUS_ADAPTER_INVALID + 1), "unknown status") == 0);
+    EXPECT(strcmp(dg_status_text(DG_STATUS_NON_FINITE + 1), "unknown status") == 0);
 
     /* A NULL error object means "no error". */
     EXPECT(dg_error_status(NULL) == DG_STATUS_OK);
