@@ -480,7 +480,7 @@ static void check_condition(const dg_audit_condition_t *c, const char *item, boo
     for (size_t i = 0; i < c->n_categories; i++) {
         const dg_audit_category_t *cat = &c->categories[i];
         EXPECT(cat->id && cat->name && cat->id[0] && cat->name[0]);
-        EXPECT(cat->wordings == 2); /* heldout: one wording per pole */
+        EXPECT(cat->wordings == 4); /* heldout: two wordings per pole */
         EXPECT(cat->max_abs_delta >= fabs(cat->mean_delta) - 1e-12);
         EXPECT_NEAR(cat->pole_gap, cat->high_mean_delta - cat->low_mean_delta, 1e-12);
         EXPECT(cat->argmax_changes <= cat->wordings);
