@@ -19,6 +19,9 @@ FFI_PREFIX   := $(CURDIR)/$(FFI_OUT)/prefix
 FFI_SAMPLE   := assets/transcripts/multiplication_drill.txt
 FFI_ITEM     := instructional_dialogue
 FFI_VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+# The ABI part of the version, as build.rs writes it into the SONAME: major.minor while 0.x, else major.
+FFI_ABI      := $(shell echo $(FFI_VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
+FFI_SONAME   := libdebias_guard.so.$(FFI_ABI)
 FFI_CFLAGS   := -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude -Itests/ffi
 FFI_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude -Ibindings/cpp
 FFI_LDLIBS   := -L$(FFI_LIB) -ldebias_guard -Wl,-rpath,$(CURDIR)/$(FFI_LIB) -lm -pthread
@@ -28,7 +31,7 @@ FFI_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
 
 .PHONY: ffi-test ffi-lib header header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test \
-        examples ffi-example-c ffi-example-cpp ffi-example-go install
+        examples ffi-prefix ffi-example-c ffi-example-cpp ffi-example-go install
 
 ffi-test: header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test examples
 
@@ -36,6 +39,7 @@ ffi-test: header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test examples
 ffi-lib:
 	@mkdir -p $(FFI_OUT)
 	$(CARGO) build --release --locked --lib
+	ln -sf libdebias_guard.so $(FFI_LIB)/$(FFI_SONAME)
 	$(CARGO) build --release --locked -p debias-guard-testkit --bin make_tiny_model
 
 $(FFI_TINY): ffi-lib
@@ -77,16 +81,22 @@ ffi-valgrind: ffi-c-test
 ffi-go-test: ffi-lib $(FFI_TINY)
 	@unformatted=$$(gofmt -l bindings/go examples/go); \
 	 if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	cd bindings/go && $(GO) vet ./...
-	cd bindings/go && DEBIAS_GUARD_TINY_MODEL=$(CURDIR)/$(FFI_TINY) $(GO) test -count=1 -race ./...
+	cd bindings/go && $(GO) vet -tags dg_checkout ./...
+	cd bindings/go && DEBIAS_GUARD_TINY_MODEL=$(CURDIR)/$(FFI_TINY) $(GO) test -tags dg_checkout -count=1 -race ./...
 
 ## The examples audit a sample transcript on the default model and print the verdict.
 examples: ffi-example-c ffi-example-cpp ffi-example-go
 
-## C, built against an installed copy through pkg-config (shared), and linked statically.
-ffi-example-c: $(MODEL) $(FFI_TINY)
+## A fresh install under target/ffi/prefix, for the examples: the stripped shared library with its
+## SONAME and version links, the static archive, headers and the pkg-config file.
+ffi-prefix: ffi-lib
 	rm -rf $(FFI_PREFIX)
 	$(call ffi_install,$(FFI_PREFIX),$(FFI_PREFIX))
+	readelf -d $(FFI_PREFIX)/lib/libdebias_guard.so | grep -q 'SONAME.*\[$(FFI_SONAME)\]'
+	! readelf -S $(FFI_PREFIX)/lib/libdebias_guard.so.$(FFI_VERSION) | grep -q '\.debug_'
+
+## C, built against the installed copy through pkg-config (shared), and linked statically.
+ffi-example-c: $(MODEL) $(FFI_TINY) ffi-prefix
 	PKG_CONFIG_PATH=$(FFI_PREFIX)/lib/pkgconfig sh -c '$(CC) -std=c11 -Wall -Wextra -Werror \
 	    examples/c/audit.c -o $(FFI_OUT)/audit_c $$(pkg-config --cflags --libs debias-guard) \
 	    -Wl,-rpath,$$(pkg-config --variable=libdir debias-guard)'
@@ -103,10 +113,20 @@ ffi-example-cpp: ffi-lib $(MODEL)
 	$(CXX) $(FFI_CXXFLAGS) $(FFI_ASAN) examples/cpp/audit.cpp -o $(FFI_OUT)/audit_cpp $(FFI_LDLIBS)
 	$(FFI_ASAN_ENV) $(FFI_OUT)/audit_cpp $(MODEL) $(FFI_SAMPLE) $(FFI_ITEM)
 
-## Go.
-ffi-example-go: ffi-lib $(MODEL)
-	cd examples/go && $(GO) vet . && $(GO) build -o $(CURDIR)/$(FFI_OUT)/audit_go .
-	$(FFI_OUT)/audit_go $(MODEL) $(FFI_SAMPLE) $(FFI_ITEM)
+## Go, as a user outside the repository builds it: a copy of bindings/go, required by a separate
+## module, linked against the installed copy through pkg-config (no path into the checkout).
+FFI_GO_MOD := $(FFI_OUT)/go-module
+ffi-example-go: $(MODEL) ffi-prefix
+	rm -rf $(FFI_GO_MOD) && mkdir -p $(FFI_GO_MOD)/app
+	cp -r bindings/go $(FFI_GO_MOD)/debiasguard
+	cp examples/go/audit.go $(FFI_GO_MOD)/app/
+	printf 'module example.org/audit\n\ngo 1.19\n\nrequire debias-guard.dev/debiasguard v0.0.0\n\nreplace debias-guard.dev/debiasguard => ../debiasguard\n' \
+	    > $(FFI_GO_MOD)/app/go.mod
+	cd $(FFI_GO_MOD)/app && PKG_CONFIG_PATH=$(FFI_PREFIX)/lib/pkgconfig GOFLAGS=-mod=mod GOPROXY=off \
+	    $(GO) vet . && PKG_CONFIG_PATH=$(FFI_PREFIX)/lib/pkgconfig GOFLAGS=-mod=mod GOPROXY=off \
+	    $(GO) build -o $(CURDIR)/$(FFI_OUT)/audit_go .
+	! strings $(FFI_OUT)/audit_go | grep -q '$(CURDIR)/target/release'
+	LD_LIBRARY_PATH=$(FFI_PREFIX)/lib $(FFI_OUT)/audit_go $(MODEL) $(FFI_SAMPLE) $(FFI_ITEM)
 
 ## Install the library, the C and C++ headers and a pkg-config file under $(DESTDIR)$(PREFIX).
 install: ffi-lib
@@ -115,8 +135,12 @@ install: ffi-lib
 # $(call ffi_install,DIR,PREFIX): copies the files to DIR; the .pc file names PREFIX.
 define ffi_install
 	install -d $(1)/lib/pkgconfig $(1)/include
-	install -m 755 $(FFI_LIB)/libdebias_guard.so $(1)/lib/libdebias_guard.so
+	install -m 755 $(FFI_LIB)/libdebias_guard.so $(1)/lib/libdebias_guard.so.$(FFI_VERSION)
+	strip --strip-unneeded $(1)/lib/libdebias_guard.so.$(FFI_VERSION)
+	ln -sf libdebias_guard.so.$(FFI_VERSION) $(1)/lib/$(FFI_SONAME)
+	ln -sf $(FFI_SONAME) $(1)/lib/libdebias_guard.so
 	install -m 644 $(FFI_LIB)/libdebias_guard.a $(1)/lib/libdebias_guard.a
+	strip --strip-debug $(1)/lib/libdebias_guard.a
 	install -m 644 include/debias_guard.h $(1)/include/debias_guard.h
 	install -m 644 bindings/cpp/debias_guard.hpp $(1)/include/debias_guard.hpp
 	sed -e 's|@PREFIX@|$(abspath $(2))|g' -e 's|@VERSION@|$(FFI_VERSION)|g' \

@@ -20,7 +20,8 @@
 // by many goroutines at once; Close waits for calls in progress and makes later calls fail with
 // ErrClosed.
 //
-// Linking: by default the package links the library built in this repository
-// (target/release/libdebias_guard.so, `cargo build --release`). Build with
-// `-tags dg_pkgconfig` to link an installed copy through pkg-config (`make install`).
+// Linking: by default the package links an installed copy of the library (`make install
+// PREFIX=...`), found with its header through pkg-config (set PKG_CONFIG_PATH to
+// $PREFIX/lib/pkgconfig for a non-standard prefix). Inside a checkout, `-tags dg_checkout` links
+// the library `make ffi-lib` builds in target/release instead.
 package debiasguard

@@ -1,3 +1,3 @@
-module debias-guard/bindings/go
+module debias-guard.dev/debiasguard
 
 go 1.19

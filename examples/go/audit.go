@@ -1,6 +1,9 @@
 // Command audit audits one transcript for spurious-context bias from Go.
 //
-//	go run . ../../models/SmolLM2-135M-Instruct.Q4_1.gguf \
+// It links the installed library through pkg-config (`make install PREFIX=$HOME/.local`):
+//
+//	PKG_CONFIG_PATH=$HOME/.local/lib/pkgconfig go build -o audit .
+//	LD_LIBRARY_PATH=$HOME/.local/lib ./audit ../../models/SmolLM2-135M-Instruct.Q4_1.gguf \
 //	    ../../assets/transcripts/multiplication_drill.txt [ITEM_ID]
 package main
 
@@ -9,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	debiasguard "debias-guard/bindings/go"
+	debiasguard "debias-guard.dev/debiasguard"
 )
 
 func main() {

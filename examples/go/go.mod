@@ -1,7 +1,7 @@
-module debias-guard/examples/go
+module debias-guard.dev/examples/audit
 
 go 1.19
 
-require debias-guard/bindings/go v0.0.0
+require debias-guard.dev/debiasguard v0.0.0
 
-replace debias-guard/bindings/go => ../../bindings/go
+replace debias-guard.dev/debiasguard => ../../bindings/go
