@@ -7,7 +7,7 @@ use debias_guard::guard::{ProbeCatalog, ProbeKind, Split, SplitSelection};
 use debias_guard_testkit::{scratch_dir, tiny_model, TinySpec};
 use debias_guard_trainer::eval::bootstrap::{BootstrapOptions, Estimate};
 use debias_guard_trainer::eval::measure::ProbeGroup;
-use debias_guard_trainer::eval::{self, AdapterSpec, EvalOptions, EvalReport};
+use debias_guard_trainer::eval::{self, AdapterSpec, EvalOptions, EvalReport, ReasonedProbes};
 use debias_guard_trainer::inputs::InputFiles;
 use debias_guard_trainer::Error;
 
@@ -37,6 +37,7 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
         limit: None,
         reasoned_subset: 0,
         max_reasoning_tokens: 4,
+        reasoned_probes: ReasonedProbes::All,
         bootstrap: BootstrapOptions {
             resamples: 200,
             seed: 1,
@@ -237,6 +238,29 @@ fn reasoned_subset_is_a_separate_section() {
     );
     let md = std::fs::read_to_string(opts.out_dir.join(eval::REPORT_MARKDOWN)).unwrap();
     assert!(md.contains("## Reasoned mode"));
+
+    // Held-out wordings and controls only: fewer generations, train columns n/a.
+    let dir = scratch_dir("reasoned-heldout");
+    let opts = EvalOptions {
+        reasoned_subset: 2,
+        max_reasoning_tokens: 3,
+        reasoned_probes: ReasonedProbes::Heldout,
+        ..setup(&dir)
+    };
+    let report = eval::run(&opts).expect("eval with held-out reasoned subset");
+    let r = report.reasoned.as_ref().expect("reasoned section");
+    let expected = builtin_probes()
+        .iter()
+        .filter(|p| ReasonedProbes::Heldout.includes(p))
+        .count();
+    assert!(expected < builtin_probes().len());
+    assert_eq!(r.probes.len(), expected);
+    for c in &r.conditions {
+        assert!(c.records.iter().all(|rec| rec.deltas.len() == expected));
+        assert!(c.summary.bias.train_wordings.point.is_none());
+        assert!(c.summary.bias.heldout_wordings.point.is_some());
+        assert!(c.summary.bias.controls.point.is_some());
+    }
 
     // Reuse takes both sections when the subset matches.
     let reused = eval::run(&EvalOptions {

@@ -46,6 +46,26 @@ pub const REPORT_JSON: &str = "eval.json";
 pub const REPORT_MARKDOWN: &str = "eval.md";
 /// Bias chart.
 pub const REPORT_CHART: &str = "bias.svg";
+/// Which probe wordings the reasoned-mode section generates for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReasonedProbes {
+    /// Every wording of the catalog (train, held-out and controls).
+    #[default]
+    All,
+    /// The held-out wordings and every control (the noise floor stays measured).
+    Heldout,
+}
+
+impl ReasonedProbes {
+    /// Whether `probe` is measured in reasoned mode.
+    pub fn includes(self, probe: &Probe) -> bool {
+        match self {
+            Self::All => true,
+            Self::Heldout => ProbeGroup::of(probe) != ProbeGroup::TrainWording,
+        }
+    }
+}
+
 /// Default bound on each reasoned-mode generation, in tokens.
 pub const DEFAULT_EVAL_REASONING_TOKENS: usize = 64;
 
@@ -103,6 +123,8 @@ pub struct EvalOptions {
     pub reasoned_subset: usize,
     /// Most reasoning tokens per reasoned-mode generation.
     pub max_reasoning_tokens: usize,
+    /// Which probe wordings the reasoned section measures.
+    pub reasoned_probes: ReasonedProbes,
     /// Resamples and seed of the bootstrap intervals.
     pub bootstrap: BootstrapOptions,
     /// Engine worker threads (0 = all cores).
@@ -144,6 +166,10 @@ pub struct EvalArgs {
     /// Most reasoning tokens per reasoned-mode generation.
     #[arg(long, default_value_t = DEFAULT_EVAL_REASONING_TOKENS)]
     pub max_reasoning_tokens: usize,
+    /// Probe wordings of the reasoned section: all, or only the held-out wordings and controls
+    /// (less than half the generations; the train-wording columns are then n/a).
+    #[arg(long, value_enum, default_value_t = ReasonedProbes::All)]
+    pub reasoned_probes: ReasonedProbes,
     /// Bootstrap resamples of the 95 % intervals (0 = no intervals).
     #[arg(long, default_value_t = bootstrap::DEFAULT_RESAMPLES)]
     pub bootstrap_resamples: usize,
@@ -172,6 +198,7 @@ impl From<EvalArgs> for EvalOptions {
             limit: a.limit,
             reasoned_subset: a.reasoned_subset,
             max_reasoning_tokens: a.max_reasoning_tokens,
+            reasoned_probes: a.reasoned_probes,
             bootstrap: BootstrapOptions {
                 resamples: a.bootstrap_resamples,
                 seed: a.bootstrap_seed,
@@ -301,10 +328,20 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         )?),
         None => None,
     };
+    let reasoned_probes: Vec<Probe> = probes
+        .iter()
+        .filter(|p| opts.reasoned_probes.includes(p))
+        .cloned()
+        .collect();
+    let reasoned_infos = probe_infos(&reasoned_probes);
     let earlier_reasoned = earlier
         .as_ref()
         .and_then(|e| e.reasoned.as_ref())
-        .filter(|r| r.examples == subset && r.max_reasoning_tokens == opts.max_reasoning_tokens);
+        .filter(|r| {
+            r.examples == subset
+                && r.max_reasoning_tokens == opts.max_reasoning_tokens
+                && r.probes_or(&infos) == reasoned_infos.as_slice()
+        });
 
     let load = Instant::now();
     let engine_options = EngineOptions {
@@ -377,7 +414,7 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
                     &builder,
                     &p.transcript,
                     p.item,
-                    &probes,
+                    &reasoned_probes,
                     c.mitigate,
                     &reasoning,
                 )
@@ -387,6 +424,7 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
             examples: subset,
             transcripts: count_transcripts(&prepared[..subset]),
             max_reasoning_tokens: opts.max_reasoning_tokens,
+            probes: reasoned_infos,
             conditions: measured,
             seed_means: Vec::new(),
             seconds: t.elapsed().as_secs_f64(),
@@ -464,8 +502,8 @@ pub fn summarise_report(report: &mut EvalReport) {
     report.seed_means =
         summary::summarise_conditions(&report.probes, &mut report.conditions, &report.bootstrap);
     if let Some(r) = &mut report.reasoned {
-        r.seed_means =
-            summary::summarise_conditions(&report.probes, &mut r.conditions, &report.bootstrap);
+        let probes = r.probes_or(&report.probes).to_vec();
+        r.seed_means = summary::summarise_conditions(&probes, &mut r.conditions, &report.bootstrap);
     }
 }
 

@@ -211,12 +211,27 @@ pub struct ReasonedSection {
     pub transcripts: usize,
     /// Most reasoning tokens per generation.
     pub max_reasoning_tokens: usize,
+    /// Probe wordings of this section, in the order of its records' `deltas`; empty = the
+    /// report's `probes` (every wording).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeInfo>,
     /// One entry per condition, base first.
     pub conditions: Vec<ConditionResult>,
     /// Means over seeds.
     pub seed_means: Vec<SeedMean>,
     /// Wall time of the reasoned measurements (reused conditions count as zero), in seconds.
     pub seconds: f64,
+}
+
+impl ReasonedSection {
+    /// The probe wordings of this section: its own list, or `all` when it measured every one.
+    pub fn probes_or<'a>(&'a self, all: &'a [ProbeInfo]) -> &'a [ProbeInfo] {
+        if self.probes.is_empty() {
+            all
+        } else {
+            &self.probes
+        }
+    }
 }
 
 /// The whole evaluation.
@@ -436,8 +451,21 @@ pub fn to_markdown(report: &EvalReport) -> String {
         let _ = writeln!(
             s,
             "\n## Reasoned mode (greedy reasoning of at most {} tokens, then the rating)\n\n\
-             First {} records, {} transcripts; measured in {:.0} s.\n",
-            r.max_reasoning_tokens, r.examples, r.transcripts, r.seconds
+             First {} records, {} transcripts; {} probe wordings ({} held-out, {} controls); \
+             measured in {:.0} s.\n",
+            r.max_reasoning_tokens,
+            r.examples,
+            r.transcripts,
+            r.probes_or(&report.probes).len(),
+            r.probes_or(&report.probes)
+                .iter()
+                .filter(|p| group_name(p.group) == "heldout_wordings")
+                .count(),
+            r.probes_or(&report.probes)
+                .iter()
+                .filter(|p| group_name(p.group) == "controls")
+                .count(),
+            r.seconds
         );
         s.push_str("Generations that stopped at the token limit:");
         for c in &r.conditions {
