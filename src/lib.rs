@@ -8,7 +8,9 @@
 //! - [`model`]: the decoder (weights shared, per-call [`model::KvState`], run-time LoRA paths);
 //! - [`rubric`], [`prompt`]: what is rated and the one prompt builder;
 //! - [`engine`]: prompts → prefix tree → label distributions, and generation;
-//! - [`guard`]: bias and adapter deltas, the probe catalog, audits, runtime checks and reports;
+//! - [`guard`]: bias and adapter deltas, the probe catalog, audits, runtime checks, dataset
+//!   audits and reports;
+//! - [`stats`]: the cluster bootstrap behind every interval (dataset audits, the trainer's eval);
 //! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
 //!
 //! Test models come from the dev-only `debias-guard-testkit` crate, never from here.
@@ -22,6 +24,7 @@ pub mod guard;
 pub mod model;
 pub mod prompt;
 pub mod rubric;
+pub mod stats;
 pub mod textio;
 
 // The file-format modules by their short paths, kept for existing callers (trainer, tests).

@@ -6,6 +6,7 @@
 //! - [`delta`]: how far one context moves a score (Δ, |Δ|, Wasserstein-1, argmax change);
 //! - [`mod@audit`]: a transcript × items × probes, noise floor, flags and verdict;
 //! - [`mod@check`]: one context at run time, with the neutral score beside it;
+//! - [`dataset`]: many transcripts, one compact line each, and the aggregate with intervals;
 //! - [`reasoned`]: ratings read after a short generated reasoning;
 //! - [`thresholds`]: when a category is flagged;
 //! - [`report`], [`html`]: the versioned JSON report and its self-contained HTML page.
@@ -13,6 +14,7 @@
 pub mod audit;
 pub mod check;
 pub mod compare;
+pub mod dataset;
 pub mod delta;
 pub mod html;
 pub mod probes;
