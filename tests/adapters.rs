@@ -345,3 +345,78 @@ fn saved_adapters_load_back_exactly() {
     assert_eq!(json["peft_type"], "LORA");
     assert_eq!(json["rank_pattern"]["down_proj"], 2);
 }
+
+#[test]
+fn merging_at_load_equals_the_runtime_path() {
+    use debias_guard::hf::StoreDtype;
+    for (name, spec, format) in [
+        ("merge-load-llama", TinySpec::default(), WeightFormat::Auto),
+        (
+            "merge-load-q8",
+            TinySpec {
+                dtype: GgmlDType::Q8_0,
+                ..TinySpec::default()
+            },
+            WeightFormat::DenseF32,
+        ),
+    ] {
+        let base = tiny_model(name, &spec);
+        let adapter = random_adapter(
+            &base,
+            PeftConfig::lora(4, 8.0, &all_projection_modules()),
+            17,
+        );
+        let dir = scratch_dir(name).join("adapter");
+        adapter.save_as(&dir, StoreDtype::F32).unwrap();
+        let runtime = Engine::open(&base, &options(format)).unwrap();
+        runtime.load_adapter("t", &dir).unwrap();
+        let runtime = runtime.with_adapter(Some("t")).unwrap();
+        let merged = Engine::open(
+            &base,
+            &EngineOptions {
+                merge_adapter: Some(dir.clone()),
+                ..options(format)
+            },
+        )
+        .unwrap();
+        assert_eq!(merged.merged_adapter(), Some(dir.as_path()));
+        let plain = Engine::open(&base, &options(format)).unwrap();
+        let (r, m, p) = (
+            transcript_logits(&runtime),
+            transcript_logits(&merged),
+            transcript_logits(&plain),
+        );
+        // Same weight format on both sides (the Q8_0 base dequantized, then merged): f32
+        // rounding only.
+        assert!(
+            max_logit_diff(&m, &p) > 1e-2,
+            "{name}: merging changed nothing"
+        );
+        let d = max_logit_diff(&r, &m);
+        assert!(d < 1e-4, "{name}: merged at load vs runtime path: {d}");
+    }
+    // An adapter that does not fit the base is refused before anything is served.
+    let base = tiny_model("merge-load-llama", &TinySpec::default());
+    let other = tiny_model(
+        "merge-load-wide",
+        &TinySpec {
+            hidden: 96,
+            ..TinySpec::default()
+        },
+    );
+    let adapter = random_adapter(
+        &other,
+        PeftConfig::lora(4, 8.0, &all_projection_modules()),
+        3,
+    );
+    let dir = scratch_dir("merge-load-wide").join("adapter");
+    adapter.save_as(&dir, StoreDtype::F32).unwrap();
+    let refused = Engine::open(
+        &base,
+        &EngineOptions {
+            merge_adapter: Some(dir),
+            ..options(WeightFormat::Auto)
+        },
+    );
+    assert!(matches!(refused, Err(Error::Adapter { .. })), "{refused:?}");
+}

@@ -13,7 +13,7 @@ pub use tree::{TokenQuery, TreeStats};
 
 use crate::arch::ModelConfig;
 use crate::error::{Error, Result};
-use crate::formats::adapter::PeftAdapter;
+use crate::formats::adapter::{MergedSource, PeftAdapter};
 use crate::formats::chat::ChatTemplate;
 use crate::formats::gguf::{GgufFile, MetadataExt};
 use crate::formats::tokenizer::TextTokenizer;
@@ -55,6 +55,10 @@ pub struct EngineOptions {
     /// `DEBIAS_GUARD_KERNEL`, else [`KernelPath::auto`]). A path the CPU cannot run makes
     /// [`Engine::open`] fail.
     pub kernel: Option<KernelPath>,
+    /// A PEFT adapter directory folded into the weights at load (`W + scale · B · A`): the
+    /// adapter is always on and costs nothing per token. Merged projections are held as dense
+    /// f32. Other adapters can still be loaded on top at run time.
+    pub merge_adapter: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -65,6 +69,7 @@ impl Default for EngineOptions {
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
             device: Device::Cpu,
             kernel: None,
+            merge_adapter: None,
         }
     }
 }
@@ -106,6 +111,7 @@ struct Shared {
     pool: rayon::ThreadPool,
     prefill_chunk: usize,
     path: PathBuf,
+    merged_adapter: Option<PathBuf>,
     adapters: RwLock<BTreeMap<String, Arc<LoraWeights>>>,
 }
 
@@ -130,6 +136,27 @@ impl Engine {
             None => KernelPath::from_env(),
         }
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let merge = match &options.merge_adapter {
+            Some(dir) => Some(PeftAdapter::load(dir)?),
+            None => None,
+        };
+        let build = |config: ModelConfig, source: &dyn TensorSource| -> Result<DecoderModel> {
+            let merged;
+            let source = match &merge {
+                Some(adapter) => {
+                    merged = MergedSource::new(source, &config, adapter, "merged adapter")?;
+                    &merged as &dyn TensorSource
+                }
+                None => source,
+            };
+            DecoderModel::from_source_with_kernel(
+                config,
+                source,
+                options.weight_format,
+                &options.device,
+                kernel,
+            )
+        };
         let (model, tokenizer, template) = if crate::formats::hf::is_model_dir(path) {
             let dir = crate::formats::hf::HfModelDir::open(path)?;
             if !dir.config.tie_word_embeddings && dir.tensor_dims("output.weight").is_none() {
@@ -138,24 +165,12 @@ impl Engine {
                     "lm_head.weight is missing and tie_word_embeddings is false",
                 ));
             }
-            let model = DecoderModel::from_source_with_kernel(
-                dir.config.model.clone(),
-                &dir,
-                options.weight_format,
-                &options.device,
-                kernel,
-            )?;
+            let model = build(dir.config.model.clone(), &dir)?;
             (model, dir.tokenizer()?, dir.chat_template()?)
         } else {
             let file = GgufFile::open(path)?;
             let tokenizer = TextTokenizer::from_gguf(&file)?;
-            let model = DecoderModel::from_source_with_kernel(
-                ModelConfig::from_gguf(&file)?,
-                &file,
-                options.weight_format,
-                &options.device,
-                kernel,
-            )?;
+            let model = build(ModelConfig::from_gguf(&file)?, &file)?;
             let template = file
                 .metadata
                 .opt_str("tokenizer.chat_template")?
@@ -196,6 +211,7 @@ impl Engine {
                 pool,
                 prefill_chunk: options.prefill_chunk,
                 path: path.to_path_buf(),
+                merged_adapter: options.merge_adapter.clone(),
                 adapters: RwLock::new(BTreeMap::new()),
             }),
             active: None,
@@ -300,6 +316,11 @@ impl Engine {
     /// The model file this engine was opened from.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The adapter directory folded into the weights at load ([`EngineOptions::merge_adapter`]).
+    pub fn merged_adapter(&self) -> Option<&Path> {
+        self.shared.merged_adapter.as_deref()
     }
 
     /// The model's hyper-parameters.

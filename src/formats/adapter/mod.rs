@@ -10,5 +10,5 @@ mod peft;
 
 pub use config::{LayerSelection, ModuleSelector, PeftConfig, TargetModules, MAX_RANK};
 pub use lora::{validated_modules, ModuleLora};
-pub use merge::merge_into;
+pub use merge::{merge_into, MergedSource};
 pub use peft::{LoraMatrix, PeftAdapter, KEY_PREFIX};
