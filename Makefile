@@ -39,7 +39,8 @@ train-adapter: model
 	tail -n 30 target/adapter/data/train.jsonl | head -n 12 > target/adapter/data/validation.jsonl
 	$(TRAINER) train --model $(MODEL) --objective consistency --examples target/adapter/data/fit.jsonl \
 	    --max-pairs 84 --validation target/adapter/data/validation.jsonl --out target/adapter/run \
-	    --grad-accum 4 --epochs 1 --lr 2e-4 --validate-every 3 --patience 3 --checkpoint-every 3 --seed 1
+	    --grad-accum 4 --epochs 1 --lr 2e-4 --validate-every 3 --patience 3 --checkpoint-every 3 --seed 1 \
+	    --validation-contexts-per-category 1 --validation-controls 1 --validation-seed 1
 	$(TRAINER) export --model $(MODEL) --checkpoint target/adapter/run/adapter --dtype f16 --out target/adapter/f16
 
 ## Formatting and lints (warnings are errors).

@@ -114,9 +114,12 @@ pub struct RunConfig {
     /// Whether the end-of-turn token follows chosen, rejected and the SFT target.
     #[serde(default)]
     pub append_eos: bool,
-    /// Contexts of each rating group (the `consistency` objective and validation).
+    /// Contexts of each training rating group (the `consistency` objective).
     #[serde(default)]
     pub draw: Option<ContextDraw>,
+    /// Contexts of each validation group (with `--validation`).
+    #[serde(default)]
+    pub validation_draw: Option<ContextDraw>,
 }
 
 /// Options of the direct-mode rating groups: what the `consistency` objective trains on and what
@@ -149,6 +152,27 @@ pub struct GroupArgs {
     /// Stop after N validations without a better validation shift.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// `train` wordings per category in each validation group.
+    #[arg(long, default_value_t = 2)]
+    pub validation_contexts_per_category: usize,
+    /// `train` control sentences in each validation group.
+    #[arg(long, default_value_t = 2)]
+    pub validation_controls: usize,
+    /// Seed of the validation groups' draw: fixed, whatever the run's `--seed`, so that runs
+    /// with different seeds are judged on the same prompts.
+    #[arg(long, default_value_t = 0)]
+    pub validation_seed: u64,
+}
+
+impl GroupArgs {
+    /// The contexts of every validation group.
+    pub fn validation_draw(&self) -> ContextDraw {
+        ContextDraw {
+            per_category: self.validation_contexts_per_category,
+            controls: self.validation_controls,
+            seed: self.validation_seed,
+        }
+    }
 }
 
 impl Default for GroupArgs {
@@ -162,6 +186,9 @@ impl Default for GroupArgs {
             consistency_weight: 1.0,
             validate_every: 5,
             patience: None,
+            validation_contexts_per_category: 2,
+            validation_controls: 2,
+            validation_seed: 0,
         }
     }
 }
@@ -252,6 +279,11 @@ impl TrainArgs {
                     seed: self.seed,
                 },
             ),
+            validation_draw: self
+                .groups
+                .validation
+                .is_some()
+                .then(|| self.groups.validation_draw()),
         })
     }
 }

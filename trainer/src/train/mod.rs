@@ -15,8 +15,8 @@
 //! 5. Each optimiser step takes `micro_batch × grad_accum` items in the epoch's shuffled order
 //!    (a pure function of seed and epoch), accumulates the gradients, clips by global norm, and
 //!    applies AdamW with the scheduled learning rate. One metrics line per step.
-//! 6. With `--validation`, the direct-mode context shift of validation transcripts (a fixed draw of
-//!    two `train` wordings per category and two controls, the same for every run) is measured
+//! 6. With `--validation`, the direct-mode context shift of validation transcripts (a draw of
+//!    `train` wordings fixed by `--validation-seed`, not by the run's seed) is measured
 //!    before training and every `--validate-every` steps ([`validation`]); the adapter with the
 //!    smallest shift is kept as `{out}/adapter` (the last one as `{out}/last-adapter`), and
 //!    `--patience` stops the run when the shift stops improving.
@@ -45,7 +45,7 @@ pub use step::{
     adapter_param_ids, epoch_order, group_batch_loss, micro_batch_loss, steps_per_epoch, Trainer,
 };
 
-use crate::consistency::{build_groups, ContextDraw, RatingGroup};
+use crate::consistency::{build_groups, RatingGroup};
 use crate::data::{load_examples, load_pairs};
 use crate::error::{Error, Result};
 use crate::model::{save_peft, Decoder, LoraAdapter};
@@ -148,15 +148,6 @@ impl Records {
     }
 }
 
-/// Contexts of every validation group: fixed, whatever the training seed and draw, so that the
-/// validation curves of different runs measure the same prompts; two wordings per category and
-/// two controls keep one wording from deciding which adapter is kept.
-const VALIDATION_DRAW: ContextDraw = ContextDraw {
-    per_category: 2,
-    controls: 2,
-    seed: 0,
-};
-
 /// Makes the records ready for the model: tokenized pairs, or rating groups (and the validation
 /// groups). The engine that renders the groups' prompts is opened only when groups are needed
 /// and dropped before training.
@@ -206,7 +197,8 @@ fn prepare_data(
             &inputs.rubric,
             &inputs.catalog,
             examples,
-            &VALIDATION_DRAW,
+            &run.validation_draw
+                .unwrap_or_else(|| args.groups.validation_draw()),
         )?,
         None => Vec::new(),
     };
