@@ -2,6 +2,7 @@
 //! tokens, stop strings or a token budget.
 
 use crate::error::{Error, Result};
+use crate::formats::tokenizer::TextTokenizer;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -146,4 +147,76 @@ impl Sampler {
 /// Byte offset of the earliest stop string in `text`, if any.
 pub(crate) fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
     stops.iter().filter_map(|s| text.find(s.as_str())).min()
+}
+
+/// One sequence being generated: its sampler, the tokens so far, and when it has to stop.
+/// [`Engine::generate`](super::Engine::generate) and the lock-step batch share it, so both
+/// stop under exactly the same rules.
+pub(crate) struct Decoding<'a> {
+    sampler: Sampler,
+    options: &'a GenerateOptions,
+    prompt_len: usize,
+    tokens: Vec<u32>,
+    finish: Option<FinishReason>,
+}
+
+impl<'a> Decoding<'a> {
+    /// Starts after a prompt of `prompt_len` tokens.
+    pub(crate) fn new(options: &'a GenerateOptions, prompt_len: usize) -> Self {
+        Self {
+            sampler: Sampler::new(options),
+            options,
+            prompt_len,
+            tokens: Vec::new(),
+            finish: None,
+        }
+    }
+
+    /// Picks the next token from `logits` (the distribution after the last token fed) and
+    /// returns it when it has to be fed to the model, `None` once generation has ended.
+    pub(crate) fn step(
+        &mut self,
+        logits: &[f32],
+        tokenizer: &TextTokenizer,
+        context: usize,
+    ) -> Result<Option<u32>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        let next = self.sampler.pick(logits);
+        self.finish = if tokenizer.stop_ids().contains(&next) {
+            Some(FinishReason::EndOfTurn)
+        } else {
+            self.tokens.push(next);
+            if !self.options.stop.is_empty()
+                && find_stop(&tokenizer.decode(&self.tokens)?, &self.options.stop).is_some()
+            {
+                Some(FinishReason::StopString)
+            } else if self.tokens.len() >= self.options.max_tokens {
+                Some(FinishReason::MaxTokens)
+            } else if self.prompt_len + self.tokens.len() >= context {
+                // Feeding `next` would leave no room for the token after it.
+                Some(FinishReason::ContextFull)
+            } else {
+                None
+            }
+        };
+        Ok(self.finish.is_none().then_some(next))
+    }
+
+    /// The generation so far (text cut before a stop string).
+    pub(crate) fn finish(self, tokenizer: &TextTokenizer) -> Result<Generation> {
+        let finish = self
+            .finish
+            .ok_or_else(|| Error::InvalidInput("generation was read before it ended".into()))?;
+        let mut text = tokenizer.decode(&self.tokens)?;
+        if let Some(cut) = find_stop(&text, &self.options.stop) {
+            text.truncate(cut);
+        }
+        Ok(Generation {
+            text,
+            tokens: self.tokens,
+            finish,
+        })
+    }
 }

@@ -3,10 +3,12 @@
 //! `Engine` is `Send + Sync`; every call keeps its own KV state, so one engine serves many
 //! threads at once.
 
+mod batch;
 mod generate;
 mod score;
 mod tree;
 
+pub use batch::{MAX_BATCH_KV_TOKENS, MAX_GENERATE_BATCH};
 pub use generate::{FinishReason, GenerateOptions, Generation, MAX_NEW_TOKENS_LIMIT};
 pub use score::{LabelPrompt, ScoreDistribution};
 pub use tree::{TokenQuery, TreeStats};
@@ -494,45 +496,20 @@ impl Engine {
         }
         self.shared.pool.install(|| {
             let mut state = self.new_state()?;
-            let mut sampler = generate::Sampler::new(options);
-            let stops = self.shared.tokenizer.stop_ids();
+            let tokenizer = &self.shared.tokenizer;
+            let mut decoding = generate::Decoding::new(options, prompt.len());
             let mut logits = self.shared.model.forward(
                 &prompt,
                 &mut state,
                 &[prompt.len() - 1],
                 self.shared.prefill_chunk,
             )?;
-            let mut tokens = Vec::new();
-            let finish = loop {
-                let row = logits.squeeze(0)?.to_vec1::<f32>()?;
-                let next = sampler.pick(&row);
-                if stops.contains(&next) {
-                    break FinishReason::EndOfTurn;
-                }
-                tokens.push(next);
-                if !options.stop.is_empty() {
-                    let text = self.shared.tokenizer.decode(&tokens)?;
-                    if generate::find_stop(&text, &options.stop).is_some() {
-                        break FinishReason::StopString;
-                    }
-                }
-                if tokens.len() >= options.max_tokens {
-                    break FinishReason::MaxTokens;
-                }
-                if state.len() + 1 >= context {
-                    break FinishReason::ContextFull;
-                }
+            while let Some(next) =
+                decoding.step(&logits.squeeze(0)?.to_vec1::<f32>()?, tokenizer, context)?
+            {
                 logits = self.shared.model.forward(&[next], &mut state, &[0], 1)?;
-            };
-            let mut text = self.shared.tokenizer.decode(&tokens)?;
-            if let Some(cut) = generate::find_stop(&text, &options.stop) {
-                text.truncate(cut);
             }
-            Ok(Generation {
-                text,
-                tokens,
-                finish,
-            })
+            decoding.finish(tokenizer)
         })
     }
 }

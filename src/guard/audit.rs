@@ -172,44 +172,51 @@ fn plan_prompts<'p>(
     let mut generate_seconds = 0.0;
     for item in request.items {
         for &mitigated in conditions {
-            for probe in std::iter::once(None).chain(probes.iter().map(Some)) {
-                let context = probe.map(|p| p.text.as_str());
-                plan.push(match &request.options.mode {
-                    AuditMode::Direct => {
+            let block: Vec<Option<&'p Probe>> = std::iter::once(None)
+                .chain(probes.iter().map(Some))
+                .collect();
+            match &request.options.mode {
+                AuditMode::Direct => {
+                    for probe in block {
                         let label_prompt = engine.rubric_prompt(
                             builder,
                             request.transcript,
                             item,
-                            context,
+                            probe.map(|p| p.text.as_str()),
                             mitigated,
                         )?;
-                        Planned {
+                        plan.push(Planned {
                             probe,
                             prompt_text: label_prompt.text.clone(),
                             reasoning: None,
                             label_prompt,
-                        }
+                        });
                     }
-                    AuditMode::Reasoned(r) => {
-                        let t = Instant::now();
-                        let out = reasoned::reason(
-                            engine,
-                            builder,
-                            request.transcript,
-                            item,
-                            context,
-                            mitigated,
-                            r,
-                        )?;
-                        generate_seconds += t.elapsed().as_secs_f64();
-                        Planned {
+                }
+                AuditMode::Reasoned(r) => {
+                    // Neutral and every probe of the block decode together in lock step.
+                    let t = Instant::now();
+                    let contexts: Vec<Option<&str>> =
+                        block.iter().map(|p| p.map(|p| p.text.as_str())).collect();
+                    let outs = reasoned::reason_many(
+                        engine,
+                        builder,
+                        request.transcript,
+                        item,
+                        &contexts,
+                        mitigated,
+                        r,
+                    )?;
+                    generate_seconds += t.elapsed().as_secs_f64();
+                    for (probe, out) in block.into_iter().zip(outs) {
+                        plan.push(Planned {
                             probe,
                             prompt_text: out.prompt_text,
                             reasoning: Some((out.reasoning, out.finish)),
                             label_prompt: out.label_prompt,
-                        }
+                        });
                     }
-                });
+                }
             }
         }
     }

@@ -2,7 +2,9 @@
 //! distribution is read after that reasoning. The prompt is the normal one (same builder) plus
 //! one instruction, rendered with the assistant turn opened but without the answer prefix.
 
-use crate::engine::{Engine, FinishReason, GenerateOptions, LabelPrompt};
+use crate::engine::{
+    Engine, FinishReason, GenerateOptions, LabelPrompt, MAX_BATCH_KV_TOKENS, MAX_GENERATE_BATCH,
+};
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};
 use crate::rubric::RubricItem;
@@ -142,20 +144,62 @@ pub fn reason(
     mitigate: bool,
     options: &ReasoningOptions,
 ) -> Result<Reasoned> {
+    Ok(reason_many(
+        engine,
+        builder,
+        transcript,
+        item,
+        &[context],
+        mitigate,
+        options,
+    )?
+    .remove(0))
+}
+
+/// Generates the reasoning of several variants of one transcript × item (one per entry of
+/// `contexts`, `None` = neutral) decoded together in lock step ([`Engine::generate_many`]: the
+/// shared transcript is read once per step for all of them), in the order of `contexts`. Each
+/// result is what [`reason`] gives for that context alone (same seed; greedy gives the same
+/// text). Long lists run in several batches within the engine's limits.
+pub fn reason_many(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    item: &RubricItem,
+    contexts: &[Option<&str>],
+    mitigate: bool,
+    options: &ReasoningOptions,
+) -> Result<Vec<Reasoned>> {
     options.validate()?;
-    let prompt_text = reasoning_prompt(engine, builder, transcript, item, context, mitigate)?;
-    let generation = engine.generate(
-        &prompt_text,
-        &options.generate_options(&builder.layout().answer_prefix),
-    )?;
-    let reasoning = clean_reasoning(engine, &generation.text);
-    let label_prompt = label_prompt_after(&prompt_text, &reasoning, item, builder);
-    Ok(Reasoned {
-        prompt_text,
-        reasoning,
-        finish: generation.finish,
-        label_prompt,
-    })
+    if contexts.is_empty() {
+        return Err(Error::InvalidInput("no variant to reason about".into()));
+    }
+    let prompts: Vec<String> = contexts
+        .iter()
+        .map(|&c| reasoning_prompt(engine, builder, transcript, item, c, mitigate))
+        .collect::<Result<_>>()?;
+    let mut longest = 0;
+    for p in &prompts {
+        longest = longest.max(engine.tokenize(p)?.len());
+    }
+    // Conservative: as if no token were shared, every prompt in full plus its reasoning.
+    let per_batch =
+        (MAX_BATCH_KV_TOKENS / (longest + options.max_tokens)).clamp(1, MAX_GENERATE_BATCH);
+    let generate = options.generate_options(&builder.layout().answer_prefix);
+    let mut out = Vec::with_capacity(prompts.len());
+    for batch in prompts.chunks(per_batch) {
+        for (prompt_text, generation) in batch.iter().zip(engine.generate_many(batch, &generate)?) {
+            let reasoning = clean_reasoning(engine, &generation.text);
+            let label_prompt = label_prompt_after(prompt_text, &reasoning, item, builder);
+            out.push(Reasoned {
+                prompt_text: prompt_text.clone(),
+                reasoning,
+                finish: generation.finish,
+                label_prompt,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Cuts the text at the first control token written in it (a turn marker would end the

@@ -2,12 +2,14 @@
 //! [`KvState`], producing logits only for the positions a caller reads.
 
 mod block;
+mod branches;
 mod kv;
 mod lora;
 mod rope;
 
 pub mod kernels;
 
+pub use branches::BranchState;
 pub use kv::KvState;
 pub use lora::{LayerLora, LoraPair, LoraWeights};
 

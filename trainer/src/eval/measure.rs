@@ -1,8 +1,8 @@
 //! Measuring one condition (base, prompt mitigation or an adapter) on one test example: the
 //! neutral score and the signed bias delta of every probe wording, either in direct mode (the
 //! library's prefix-shared [`bias_deltas`] pass, rating read right after the prompt) or in
-//! reasoned mode (the library's [`reasoned::reason`] per variant, then the rating distribution
-//! after each reasoning).
+//! reasoned mode (the library's [`reasoned::reason_many`]: every variant's reasoning decoded in
+//! one lock-step batch, then the rating distribution after each reasoning).
 
 use crate::error::{Error, Result};
 use debias_guard::guard::reasoned::{self, ReasoningOptions};
@@ -48,8 +48,9 @@ pub fn measure_example(
 }
 
 /// Reasoned mode: generates a reasoning for the neutral prompt and for every probe wording
-/// (`options`, greedy in `eval`), then reads each rating distribution after its reasoning, all
-/// label prompts in one prefix-shared scoring pass.
+/// (`options`, greedy in `eval`; all variants decoded together by [`reasoned::reason_many`]), then
+/// reads each rating distribution after its reasoning, all label prompts in one prefix-shared
+/// scoring pass.
 pub fn measure_example_reasoned(
     engine: &Engine,
     builder: &PromptBuilder,
@@ -59,17 +60,17 @@ pub fn measure_example_reasoned(
     mitigate: bool,
     options: &ReasoningOptions,
 ) -> Result<ExampleMeasurement> {
-    let mut label_prompts = Vec::with_capacity(probes.len() + 1);
-    let mut hits = 0;
-    for context in std::iter::once(None).chain(probes.iter().map(|p| Some(p.text.as_str()))) {
-        let r = reasoned::reason(
-            engine, builder, transcript, item, context, mitigate, options,
-        )?;
-        if r.finish == FinishReason::MaxTokens {
-            hits += 1;
-        }
-        label_prompts.push(r.label_prompt);
-    }
+    let contexts: Vec<Option<&str>> = std::iter::once(None)
+        .chain(probes.iter().map(|p| Some(p.text.as_str())))
+        .collect();
+    let outs = reasoned::reason_many(
+        engine, builder, transcript, item, &contexts, mitigate, options,
+    )?;
+    let hits = outs
+        .iter()
+        .filter(|r| r.finish == FinishReason::MaxTokens)
+        .count();
+    let label_prompts: Vec<_> = outs.into_iter().map(|r| r.label_prompt).collect();
     let (dists, _) = engine.score_many(&label_prompts)?;
     let (neutral, contextual) = dists
         .split_first()

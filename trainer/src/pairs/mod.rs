@@ -264,21 +264,22 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
         }
         let seed = contexts::example_seed(opts.seed, &ex.id);
         let reasoning = opts.reasoning(seed);
-        let mut drafts = Vec::with_capacity(todo.len() + 1);
-        drafts.push(respond::draft(
-            &engine, &builder, transcript, item, None, &reasoning,
-        )?);
-        for c in &todo {
-            drafts.push(respond::draft(
-                &engine,
-                &builder,
-                transcript,
-                item,
-                Some(&c.text),
-                &reasoning,
-            )?);
-        }
-        summary.generations += drafts.len();
+        // Neutral and every picked context decode together, done ones included: the batch is
+        // then the same whether or not the run was resumed, so resumed pairs get the same text.
+        let variants: Vec<Option<&str>> = std::iter::once(None)
+            .chain(picked.iter().map(|&k| Some(contexts[k].text.as_str())))
+            .collect();
+        let all = respond::draft_many(&engine, &builder, transcript, item, &variants, &reasoning)?;
+        summary.generations += all.len();
+        let drafts: Vec<respond::Draft> = std::iter::once(true)
+            .chain(
+                picked
+                    .iter()
+                    .map(|&k| !done.contains(&pair_id(&ex.id, &contexts[k].id))),
+            )
+            .zip(all)
+            .filter_map(|(keep, d)| keep.then_some(d))
+            .collect();
         let choice = if opts.temperature == 0.0 {
             RatingChoice::Argmax
         } else {

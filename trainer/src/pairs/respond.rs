@@ -61,6 +61,30 @@ pub fn draft(
     })
 }
 
+/// Generates the reasoning of several variants of one transcript × item (`None` = neutral)
+/// decoded together in lock step, in the order of `contexts`; each equals [`draft`] of that
+/// context alone (same seed; greedy gives the same text).
+pub fn draft_many(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    item: &RubricItem,
+    contexts: &[Option<&str>],
+    options: &ReasoningOptions,
+) -> Result<Vec<Draft>> {
+    let reasoned =
+        reasoned::reason_many(engine, builder, transcript, item, contexts, false, options)?;
+    Ok(reasoned
+        .into_iter()
+        .map(|r| Draft {
+            prompt: r.prompt_text,
+            reasoning: r.reasoning,
+            finish: r.finish,
+            label_prompt: r.label_prompt,
+        })
+        .collect())
+}
+
 /// How the rating label is chosen from the distribution.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RatingChoice {
