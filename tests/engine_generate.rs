@@ -34,6 +34,16 @@ fn prompts(engine: &Engine) -> Vec<String> {
     out
 }
 
+/// A tiny model whose greedy continuations differ between these prompts (with a tied output
+/// the random model repeats one token whatever the prompt, which would prove nothing).
+fn varied() -> TinySpec {
+    TinySpec {
+        untied_output: true,
+        seed: 8,
+        ..TinySpec::default()
+    }
+}
+
 fn one_at_a_time(
     engine: &Engine,
     prompts: &[String],
@@ -48,23 +58,33 @@ fn one_at_a_time(
 #[test]
 fn greedy_batch_equals_one_at_a_time_with_different_endings() {
     // Chunks of 16 tokens: the prefix and the tail trie are both run in several pieces.
-    let engine = tiny_engine("generate-many", &TinySpec::default(), 16);
+    let engine = tiny_engine("generate-many-varied", &varied(), 16);
     let prompts = prompts(&engine);
     let greedy = GenerateOptions {
         max_tokens: 10,
         ..Default::default()
     };
     let alone = one_at_a_time(&engine, &prompts, &greedy);
+    assert!(
+        alone.iter().any(|g| g.tokens != alone[0].tokens),
+        "the prompts must continue differently for the comparison to mean anything"
+    );
     assert_eq!(engine.generate_many(&prompts, &greedy).unwrap(), alone);
 
-    // A stop string taken from one branch's text ends that branch early while others run on.
+    // A stop string taken from one branch's text (and absent from another's) ends that branch
+    // early while others run on.
     let stop = alone
         .iter()
         .find_map(|g| {
-            let chars: Vec<char> = g.text.chars().filter(|c| !c.is_whitespace()).collect();
-            chars.get(3).map(|c| c.to_string())
+            let chars: Vec<char> = g.text.chars().collect();
+            (2..chars.len().saturating_sub(2)).find_map(|at| {
+                let piece: String = chars[at..at + 2].iter().collect();
+                let unique = !piece.trim().is_empty()
+                    && alone.iter().any(|other| !other.text.contains(&piece));
+                unique.then_some(piece)
+            })
         })
-        .expect("some generation has text");
+        .unwrap_or_else(|| panic!("no branch has text of its own: {alone:?}"));
     let stopping = GenerateOptions {
         stop: vec![stop],
         ..greedy
