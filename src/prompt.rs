@@ -128,6 +128,25 @@ impl Transcript {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether any line is a speaker turn: a short name (up to four words of letters, digits,
+    /// `_`, `-`, `.` or `'`, starting with a letter) then `:` (`TEACHER: …`, `Ms. Lee: …`).
+    pub fn has_speaker_turns(&self) -> bool {
+        self.0.lines().any(is_speaker_turn)
+    }
+}
+
+/// Whether `line` starts with `NAME:` as [`Transcript::has_speaker_turns`] describes.
+fn is_speaker_turn(line: &str) -> bool {
+    let Some((name, _)) = line.trim_start().split_once(':') else {
+        return false;
+    };
+    let name = name.trim_end();
+    let word_chars = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '\'' | ' ');
+    name.chars().next().is_some_and(char::is_alphabetic)
+        && name.chars().count() <= 40
+        && name.chars().all(word_chars)
+        && name.split_whitespace().count() <= 4
 }
 
 /// Validates an optional context string: non-blank and at most [`MAX_CONTEXT_CHARS`].
