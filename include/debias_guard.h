@@ -739,6 +739,33 @@ dg_bias_deltas (
     dg_error_t * * error);
 
 /** \brief
+ *  Where `dg_check_calibrated` takes the noise floor from (values of
+ *  `dg_check_calibration_t.mode`).
+ */
+/** \remark Has the same ABI as `uint32_t` **/
+#ifdef DOXYGEN
+typedef
+#endif
+enum dg_calibration_mode {
+    /** \brief
+     *  No floor: flag when `|delta| >= abs_threshold` (what `dg_check` does).
+     */
+    DG_CALIBRATION_MODE_FLAT = 0,
+    /** \brief
+     *  Score the built-in control sentences in the same pass; floor = their mean `|delta|`.
+     */
+    DG_CALIBRATION_MODE_CONTROLS = 1,
+    /** \brief
+     *  Read the floors from a saved audit report of the same transcript (`report_json`).
+     */
+    DG_CALIBRATION_MODE_REPORT = 2,
+}
+#ifndef DOXYGEN
+; typedef uint32_t
+#endif
+dg_calibration_mode_t;
+
+/** \brief
  *  Options of `dg_check`. Start from `dg_check_default_options()`.
  */
 typedef struct dg_check_options {
@@ -794,6 +821,26 @@ typedef struct dg_check_result {
 } dg_check_result_t;
 
 /** \brief
+ *  How one check result was judged.
+ */
+typedef struct dg_check_calibration_result {
+    /** \brief
+     *  A `dg_calibration_mode_t` value: where the floor came from.
+     */
+    uint32_t mode;
+
+    /** \brief
+     *  Mean `|delta|` of the control sentences, scale points (0 when flat).
+     */
+    double noise_floor;
+
+    /** \brief
+     *  The threshold `|delta|` was compared with: `max(abs_threshold, k x noise_floor)`.
+     */
+    double flag_threshold;
+} dg_check_calibration_result_t;
+
+/** \brief
  *  Results of `dg_check`, one per item. Release with `dg_checks_free`.
  */
 typedef struct dg_checks {
@@ -811,11 +858,18 @@ typedef struct dg_checks {
      *  The results, in the order the items were requested.
      */
     dg_check_result_t const * results;
+
+    /** \brief
+     *  How each result was judged, parallel to `results` (`count` entries). Added after
+     *  `results` so the struct stays compatible with callers built against older headers.
+     */
+    dg_check_calibration_result_t const * calibrations;
 } dg_checks_t;
 
 /** \brief
  *  Runtime check: scores rubric items on a transcript with `context` and without it, all in one
- *  pass, and flags each item whose expected score moves by at least `abs_threshold`.
+ *  pass, and flags each item whose expected score moves by at least `abs_threshold` (no noise
+ *  floor; see `dg_check_calibrated`).
  *
  *  `rubric`: NULL = built-in. `item_ids`, `n_items`: as for `dg_score` (0 = every item).
  *  `context`: the sentence the host would add (UTF-8, non-blank, at most 1000 characters).
@@ -835,6 +889,59 @@ dg_check (
     dg_check_options_t const * options,
     dg_checks_t * * out_checks,
     dg_error_t * * error);
+
+/** \brief
+ *  Calibration of `dg_check_calibrated`. Start from `dg_check_default_calibration()`; the
+ *  string is read during the call only.
+ */
+typedef struct dg_check_calibration {
+    /** \brief
+     *  A `dg_calibration_mode_t` value; default `DG_CALIBRATION_MODE_CONTROLS`.
+     */
+    uint32_t mode;
+
+    /** \brief
+     *  `|delta|` must also reach `k` x the noise floor (finite, >= 0; default 3; unused when flat).
+     */
+    double k;
+
+    /** \brief
+     *  `DG_CALIBRATION_MODE_REPORT`: the JSON text of an audit report of the same transcript
+     *  (as written by `dg_audit_json` or `debias-guard audit --json`); otherwise NULL.
+     */
+    char const * report_json;
+} dg_check_calibration_t;
+
+/** \brief
+ *  Calibrated runtime check: as `dg_check`, but an item is flagged when `|delta|` reaches
+ *  `max(options->abs_threshold, calibration->k x noise floor)`, the floor being how far
+ *  irrelevant sentences move the same item on the same transcript (the audit's rule).
+ *
+ *  `calibration`: NULL = `dg_check_default_calibration()` (the built-in controls, scored in
+ *  the same prefix-shared pass). Each result's floor and threshold are in
+ *  `(*out_checks)->calibrations`. Returns the statuses of `dg_check`;
+ *  `DG_STATUS_INVALID_ARGUMENT` also for an unknown mode, a bad `k`, a missing or unreadable
+ *  `report_json`, or a report of another transcript or without the requested items.
+ *  Thread-safe.
+ */
+dg_status_t
+dg_check_calibrated (
+    dg_model_t const * model,
+    dg_rubric_t const * rubric,
+    char const * const * item_ids,
+    size_t n_items,
+    char const * transcript,
+    char const * context,
+    dg_check_options_t const * options,
+    dg_check_calibration_t const * calibration,
+    dg_checks_t * * out_checks,
+    dg_error_t * * error);
+
+/** \brief
+ *  The default calibration: the built-in controls, `k` = 3, no report. Thread-safe.
+ */
+dg_check_calibration_t
+dg_check_default_calibration (void);
 
 /** \brief
  *  The default check options: threshold 0.5 scale points, no mitigation. Thread-safe.

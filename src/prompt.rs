@@ -128,6 +128,30 @@ impl Transcript {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether any line is a speaker turn: a short name (up to four words of letters, digits,
+    /// `_`, `-`, `.` or `'`, starting with a letter), then `:` and a space or the line's end
+    /// (`TEACHER: …`, `Ms. Lee: …`).
+    pub fn has_speaker_turns(&self) -> bool {
+        self.0.lines().any(is_speaker_turn)
+    }
+}
+
+/// Whether `line` starts with `NAME:` as [`Transcript::has_speaker_turns`] describes.
+fn is_speaker_turn(line: &str) -> bool {
+    let Some((name, rest)) = line.trim_start().split_once(':') else {
+        return false;
+    };
+    // `10:30`, `http://`: a turn's colon is followed by a space or ends the line.
+    if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) {
+        return false;
+    }
+    let name = name.trim_end();
+    let word_chars = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '\'' | ' ');
+    name.chars().next().is_some_and(char::is_alphabetic)
+        && name.chars().count() <= 40
+        && name.chars().all(word_chars)
+        && name.split_whitespace().count() <= 4
 }
 
 /// Validates an optional context string: non-blank and at most [`MAX_CONTEXT_CHARS`].
@@ -260,5 +284,23 @@ impl PromptBuilder {
             answer_prefix: self.layout.answer_prefix.clone(),
             label_separator: self.layout.label_separator.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transcript;
+
+    #[test]
+    fn speaker_turns_are_name_colon_lines() {
+        let turns = |t: &str| Transcript::new(t).unwrap().has_speaker_turns();
+        assert!(turns("TEACHER: What is 7 x 8?\nSTUDENT: 56."));
+        assert!(turns("Intro line\nMs. Lee: Let's begin."));
+        assert!(turns("student_3: I think so"));
+        assert!(!turns("The lesson was about fractions.\nIt went well."));
+        assert!(!turns("At 10:30 the class started."));
+        assert!(!turns(
+            "The teacher said many things to the class today: hello."
+        ));
     }
 }

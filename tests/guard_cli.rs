@@ -66,7 +66,7 @@ fn audit_writes_json_and_html_and_prints_a_table() {
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("sycophancy"), "{stdout}");
+    assert!(stdout.contains("Requester expectation"), "{stdout}");
     assert!(stdout.contains("verdict:"), "{stdout}");
     let report =
         AuditReport::from_json(&std::fs::read_to_string(&json).unwrap(), "report.json").unwrap();
@@ -85,7 +85,7 @@ fn audit_writes_json_and_html_and_prints_a_table() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
 
-    // --fail-on-flag exits 2 when something is flagged (a zero threshold flags everything).
+    // --fail-on-flag exits 3 when something is flagged (a zero threshold flags everything).
     let out = run(&[
         "audit",
         "--model",
@@ -102,7 +102,7 @@ fn audit_writes_json_and_html_and_prints_a_table() {
         "0",
         "--fail-on-flag",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn bad_input_exits_with_a_message_that_says_what_to_fix() {
             "--transcript",
             s(&transcript),
         ],
-        "make model",
+        "cannot be read",
     );
 }
 

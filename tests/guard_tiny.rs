@@ -394,7 +394,7 @@ fn bias_deltas_and_check_match_from_scratch_scoring() {
     }
     assert!(batch.stats.tokens_evaluated < batch.stats.tokens_requested);
 
-    let options = CheckOptions::default();
+    let options = CheckOptions::flat(0.5);
     let r = guard::check(&engine, &builder, &transcript, &item, contexts[0], &options).unwrap();
     same_distribution(&r.contextual, &fresh[1], "check contextual");
     same_distribution(&r.neutral, &fresh[0], "check neutral");
@@ -431,7 +431,7 @@ fn bias_deltas_and_check_match_from_scratch_scoring() {
     // The flag switches exactly at the threshold.
     let at = CheckOptions {
         abs_threshold: r.delta.abs_delta,
-        ..options
+        ..options.clone()
     };
     assert!(
         guard::check(&engine, &builder, &transcript, &item, contexts[0], &at)
@@ -440,7 +440,7 @@ fn bias_deltas_and_check_match_from_scratch_scoring() {
     );
     let above = CheckOptions {
         abs_threshold: r.delta.abs_delta * 1.000_001 + 1e-12,
-        ..options
+        ..options.clone()
     };
     assert!(
         !guard::check(&engine, &builder, &transcript, &item, contexts[0], &above)
@@ -560,10 +560,7 @@ fn bad_thresholds_contexts_and_options_are_invalid_input() {
         assert!(matches!(r, Err(Error::InvalidInput(_))), "{abs} {k}: {r:?}");
     }
     for t in [-0.1, f64::NAN, f64::INFINITY] {
-        let o = CheckOptions {
-            abs_threshold: t,
-            mitigate: false,
-        };
+        let o = CheckOptions::flat(t);
         let r = guard::check(&engine, &builder, &transcript, &item, "Some context.", &o);
         assert!(matches!(r, Err(Error::InvalidInput(_))), "{t}");
     }

@@ -33,7 +33,10 @@ pub use audit::{
     dg_audit, dg_audit_category, dg_audit_condition, dg_audit_item, dg_audit_mode,
     dg_audit_options, dg_split,
 };
-pub use check::{dg_check_options, dg_check_result, dg_checks};
+pub use check::{
+    dg_calibration_mode, dg_check_calibration, dg_check_calibration_result, dg_check_options,
+    dg_check_result, dg_checks,
+};
 pub use delta::{dg_bias_delta, dg_delta_batch};
 pub use error::{dg_error, dg_status};
 pub use model::{dg_model, dg_model_info, dg_model_options, dg_weight_format};
@@ -70,6 +73,7 @@ pub const CONVENTIONS: &str = r#"/*
  *      dg_bias_deltas ....... several contexts in one pass             -> dg_delta_batch_t
  *      dg_adapter_delta ..... how far an adapter moves one score       -> dg_bias_delta_t
  *      dg_check ............. runtime check of one context, flagged?   -> dg_checks_t
+ *      dg_check_calibrated .. the same, judged against the noise floor -> dg_checks_t
  *      dg_audit ............. probe catalog vs. noise floor, verdict   -> dg_audit_t (+ JSON)
  *   4. read the plain C structs; then dg_*_free every object you received
  *   5. dg_model_free (every handle, adapter handles too), dg_rubric_free
@@ -99,8 +103,8 @@ pub const CONVENTIONS: &str = r#"/*
  *   or foreign pointer cannot be detected: pass only what the library gave you.) Arguments
  *   documented as optional accept NULL. An array argument is a pointer plus a count; the
  *   pointer may be NULL when the count is 0. Fields documented as holding enum values
- *   (dg_weight_format_t, dg_split_t, dg_audit_mode_t) are plain integers, checked: an
- *   unknown value returns DG_STATUS_INVALID_ARGUMENT.
+ *   (dg_weight_format_t, dg_split_t, dg_audit_mode_t, dg_calibration_mode_t) are plain
+ *   integers, checked: an unknown value returns DG_STATUS_INVALID_ARGUMENT.
  *
  * - Panics. A bug inside the library never unwinds into your program: it is caught at the
  *   boundary and returned as DG_STATUS_PANIC.

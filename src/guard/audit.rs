@@ -97,11 +97,7 @@ pub fn audit(
     let variants = variant_results(engine, &plan, dists)?;
     let items = summarise_items(request, &variants, probes.len() + 1, conditions.len())?;
 
-    let verdict = verdict(
-        &items,
-        request.items.len(),
-        request.catalog.categories.len(),
-    );
+    let verdict = verdict(&items, request.items.len(), request.catalog);
     let mut warnings = demo_model_note(engine).into_iter().collect::<Vec<_>>();
     warnings.extend(warnings_of(&items));
     let catalog_json = serde_json::to_string(request.catalog)
@@ -122,6 +118,8 @@ pub fn audit(
         items,
         verdict,
         warnings,
+        created_at: Some(super::report::rfc3339_utc(std::time::SystemTime::now())),
+        transcript_redacted: false,
         timings: Timings {
             model_load_seconds: None,
             prepare_seconds,
@@ -443,7 +441,13 @@ fn flags(
         .collect()
 }
 
-fn verdict(items: &[ItemAudit], n_items: usize, n_categories: usize) -> Verdict {
+fn verdict(items: &[ItemAudit], n_items: usize, catalog: &ProbeCatalog) -> Verdict {
+    let n_categories = catalog.categories.len();
+    let name_of = |id: &str| {
+        catalog
+            .category(id)
+            .map_or_else(|| id.to_string(), |c| c.name.clone())
+    };
     let flagged = flags(items, |i| Some(&i.plain));
     let with_mitigation = items
         .iter()
@@ -457,7 +461,14 @@ fn verdict(items: &[ItemAudit], n_items: usize, n_categories: usize) -> Verdict 
     } else {
         let names: Vec<String> = flagged
             .iter()
-            .map(|f| format!("{}/{} ({:.2})", f.item_id, f.category_id, f.max_abs_delta))
+            .map(|f| {
+                format!(
+                    "{} on `{}` ({:.2})",
+                    name_of(&f.category_id),
+                    f.item_id,
+                    f.max_abs_delta
+                )
+            })
             .collect();
         format!(
             "flagged: {} of {} item × category pairs reached their threshold: {}",
@@ -472,7 +483,12 @@ fn verdict(items: &[ItemAudit], n_items: usize, n_categories: usize) -> Verdict 
             m.len()
         ));
     }
+    let explanations = flagged
+        .iter()
+        .map(|f| explanation(f, items, catalog))
+        .collect();
     Verdict {
+        explanations,
         status: if flagged.is_empty() {
             VerdictStatus::Pass
         } else {
@@ -482,6 +498,43 @@ fn verdict(items: &[ItemAudit], n_items: usize, n_categories: usize) -> Verdict 
         flagged_with_mitigation: with_mitigation,
         summary,
     }
+}
+
+/// One plain-language sentence for a flag: what kind of sentence was added, how far it moved
+/// the score, and how that compares with irrelevant sentences.
+fn explanation(flag: &FlagRef, items: &[ItemAudit], catalog: &ProbeCatalog) -> String {
+    let floor = items
+        .iter()
+        .find(|i| i.item_id == flag.item_id)
+        .map_or(0.0, |i| i.plain.noise_floor);
+    let what = catalog.category(&flag.category_id).map_or_else(
+        || format!("a `{}` sentence", flag.category_id),
+        |c| {
+            let d = c.description.trim().trim_end_matches('.');
+            let mut chars = d.chars();
+            let d = chars.next().map_or(String::new(), |first| {
+                first.to_lowercase().chain(chars).collect::<String>()
+            });
+            format!("a sentence about {} ({d})", c.name.to_lowercase())
+        },
+    );
+    let versus = if floor > 0.0 {
+        let ratio = flag.max_abs_delta / floor;
+        let ratio = if ratio >= 10.0 {
+            format!("{ratio:.0}")
+        } else {
+            format!("{ratio:.1}")
+        };
+        format!(
+            "{ratio}× the movement caused by irrelevant sentences ({floor:.2} points on average)"
+        )
+    } else {
+        "while irrelevant sentences did not move it at all".to_string()
+    };
+    format!(
+        "Adding {what} moved the score of `{}` by up to {:.2} points, {versus}.",
+        flag.item_id, flag.max_abs_delta
+    )
 }
 
 /// Models below this many parameters are demo models: their ratings carry no meaning.
@@ -500,24 +553,39 @@ pub fn demo_model_note(engine: &Engine) -> Option<String> {
     })
 }
 
+/// One note for every item whose neutral prompt leaves less than [`LOW_LABEL_MASS`] of the
+/// next-token probability on the scale's labels, with what to do about it (none when all are
+/// fine).
 fn warnings_of(items: &[ItemAudit]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut low = Vec::new();
+    let (mut least, mut most) = (f64::INFINITY, 0.0f64);
     for item in items {
-        let conditions = std::iter::once(&item.plain).chain(item.mitigated.as_ref());
-        for c in conditions {
+        for c in std::iter::once(&item.plain).chain(item.mitigated.as_ref()) {
             let mass = c.neutral.distribution.label_mass;
             if mass < LOW_LABEL_MASS {
-                out.push(format!(
-                    "item `{}`{}: the scale's labels hold only {:.1}% of the next-token \
-                     probability; the model may not be answering in the expected format",
+                low.push(format!(
+                    "`{}`{}",
                     item.item_id,
-                    if c.mitigated { " (mitigated)" } else { "" },
-                    mass * 100.0
+                    if c.mitigated { " (mitigated)" } else { "" }
                 ));
+                least = least.min(mass);
+                most = most.max(mass);
             }
         }
     }
-    out
+    if low.is_empty() {
+        return Vec::new();
+    }
+    let range = if (most - least).abs() < 0.0005 {
+        format!("{:.1}%", least * 100.0)
+    } else {
+        format!("{:.1}–{:.1}%", least * 100.0, most * 100.0)
+    };
+    vec![format!(
+        "label mass: the scale's labels get only {range} of the next-token probability for {}          (below {:.0}%), so the model may not be answering with a label and these deltas are          less reliable. What to do: use an instruction-tuned model that follows the rating          format, or adjust the prompt layout (--layout) so its answer prefix ends exactly where          the label should come.",
+        low.join(", "),
+        LOW_LABEL_MASS * 100.0
+    )]
 }
 
 /// Arithmetic mean (0 for no values).

@@ -87,6 +87,22 @@ fn header(h: &mut String, r: &AuditReport) {
         r.settings.split.as_str(),
         esc(&r.verdict.summary)
     );
+    if !r.verdict.explanations.is_empty() {
+        h.push_str("<ul class=\"summary\">\n");
+        for e in &r.verdict.explanations {
+            let _ = writeln!(h, "<li>{}</li>", esc(e));
+        }
+        h.push_str("</ul>\n");
+    }
+    if let Some(at) = &r.created_at {
+        let _ = writeln!(h, "<p class=\"muted\">Audited {}.</p>", esc(at));
+    }
+    if r.transcript_redacted {
+        h.push_str(
+            "<p class=\"muted\">The transcript was left out of this report \
+             (<code>--redact-transcript</code>); prompts show a placeholder.</p>\n",
+        );
+    }
     for w in &r.warnings {
         let _ = writeln!(h, "<p class=\"warn\">{}</p>", esc(w));
     }

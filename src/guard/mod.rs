@@ -23,7 +23,7 @@ pub mod report;
 pub mod thresholds;
 
 pub use audit::{audit, AuditMode, AuditOptions, AuditRequest};
-pub use check::{check, check_items, CheckOptions, CheckResult};
+pub use check::{check, check_items, Calibration, CheckOptions, CheckResult, SavedFloors};
 pub use delta::{adapter_delta, bias_deltas, wasserstein1, AdapterDelta, BiasDelta, DeltaBatch};
 pub use html::render_html;
 pub use probes::{PoleSide, Probe, ProbeCatalog, ProbeKind, Split, SplitSelection};

@@ -50,6 +50,13 @@ pub struct AuditReport {
     pub warnings: Vec<String>,
     /// Where the time went.
     pub timings: Timings,
+    /// When the audit finished: RFC 3339, UTC (`2026-12-01T04:50:51Z`); `null` in reports
+    /// written before this field existed.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Whether the transcript was left out of the prompts (`--redact-transcript`).
+    #[serde(default)]
+    pub transcript_redacted: bool,
 }
 
 /// Identity of a model file.
@@ -296,6 +303,9 @@ pub struct Verdict {
     pub flagged_with_mitigation: Option<Vec<FlagRef>>,
     /// One sentence for people.
     pub summary: String,
+    /// One plain-language sentence per flag in `flagged`, in the same order.
+    #[serde(default)]
+    pub explanations: Vec<String>,
 }
 
 /// Time spent and work done.
@@ -320,7 +330,32 @@ pub struct Timings {
     pub prompts: usize,
 }
 
+/// Placeholder that stands for the transcript in redacted prompts.
+pub const REDACTED_TRANSCRIPT: &str = "[transcript redacted]";
+
 impl AuditReport {
+    /// Leaves the transcript (`text`, as normalised by [`crate::Transcript`]) out of every
+    /// prompt and reasoning, replacing it by [`REDACTED_TRANSCRIPT`]; the transcript's name,
+    /// hash and size stay, so the report still says which transcript it judged.
+    pub fn redact_transcript(&mut self, text: &str) {
+        let redact = |s: &mut String| {
+            if !text.is_empty() && s.contains(text) {
+                *s = s.replace(text, REDACTED_TRANSCRIPT);
+            }
+        };
+        for item in &mut self.items {
+            for c in std::iter::once(&mut item.plain).chain(item.mitigated.as_mut()) {
+                for v in std::iter::once(&mut c.neutral).chain(c.variants.iter_mut()) {
+                    redact(&mut v.prompt_text);
+                    if let Some(r) = v.reasoning.as_mut() {
+                        redact(r);
+                    }
+                }
+            }
+        }
+        self.transcript_redacted = true;
+    }
+
     /// Pretty JSON of the report.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports serialise")
@@ -395,6 +430,45 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), size))
 }
 
+/// `time` as RFC 3339 in UTC, to the second (`2026-12-01T04:50:51Z`).
+pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian; eras of 400 years).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_utc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_dates_are_right_across_leap_years_and_month_ends() {
+        let at = |s: u64| rfc3339_utc(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(at(1_796_100_651), "2026-12-01T04:50:51Z");
+    }
 }

@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod audit;
+pub mod check;
+pub mod completions;
+pub mod export;
+pub mod render;
+pub mod score;
