@@ -11,6 +11,8 @@
 //! - [`guard`]: bias and adapter deltas, the probe catalog, audits, runtime checks and reports;
 //! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
 //!
+//! [`limits`] holds the work limits of one call; [`error`] and [`textio`] sit under everything.
+//!
 //! Test models come from the dev-only `debias-guard-testkit` crate, never from here.
 
 pub mod arch;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod ffi;
 pub mod formats;
 pub mod guard;
+pub mod limits;
 pub mod model;
 pub mod prompt;
 pub mod rubric;

@@ -1,11 +1,19 @@
-//! Hostile inputs (issue 14): templates run under budgets, and a model that computes NaN gets a
-//! typed error instead of a score.
+//! Hostile inputs (issue 14): templates run under budgets; NaN or unbounded numbers in weights,
+//! block scales and adapters are refused at load; reports over NaN are never written; input
+//! sizes are bounded before any work.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use debias_guard::chat::{ChatMessage, ChatTemplate};
-use debias_guard::{Engine, EngineOptions, Error, PromptBuilder, PromptLayout, Rubric, Transcript};
-use debias_guard_testkit::{scratch_dir, tiny_gguf_parts, write_gguf, TinySpec, SAMPLE_TRANSCRIPT};
+use debias_guard::adapter::{PeftAdapter, PeftConfig};
+use debias_guard::guard::{audit, AuditOptions, AuditReport, AuditRequest, ProbeCatalog};
+use debias_guard::{
+    Engine, EngineOptions, Error, PromptBuilder, PromptLayout, Rubric, SplitSelection, Transcript,
+};
+use debias_guard_testkit::{
+    hostile, scratch_dir, tiny_adapter, tiny_engine, tiny_gguf_parts, write_gguf, TinySpec,
+    SAMPLE_TRANSCRIPT, SHORT_TRANSCRIPT,
+};
 use std::time::{Duration, Instant};
 
 fn chat() -> Vec<ChatMessage> {
@@ -156,22 +164,154 @@ fn nan_norm_weight_is_refused_at_load() {
     }
 }
 
-#[test]
-fn nan_in_the_embedding_is_an_error_not_a_score() {
-    // Matrices are not checked at load yet: the score-time guard must catch it.
-    let path = model_with_nan("token_embd.weight");
-    let engine = Engine::open(&path, &EngineOptions::default()).unwrap();
-    let rubric = Rubric::builtin();
-    let transcript = Transcript::new(SAMPLE_TRANSCRIPT).unwrap();
-    let builder = PromptBuilder::default();
-    for item in &rubric.items {
-        let prompt = engine
-            .rubric_prompt(&builder, &transcript, item, None, false)
-            .unwrap();
-        match engine.score(&prompt) {
-            Err(Error::NonFinite { what, .. }) => assert!(what.starts_with("label"), "{what}"),
-            Err(e) => panic!("expected a non-finite error, got {e}"),
-            Ok(d) => panic!("scored a NaN model: {d:?}"),
+/// `Engine::open` of `path` must fail with a tensor error on `name` whose reason contains `needle`.
+fn refused_at_load(path: &std::path::Path, name: &str, needle: &str) {
+    match Engine::open(path, &EngineOptions::default()) {
+        Err(Error::Tensor { tensor, reason }) => {
+            assert_eq!(tensor, name);
+            assert!(reason.contains(needle), "{reason}");
         }
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("loaded {}", path.display()),
     }
+}
+
+#[test]
+fn nan_in_a_dense_matrix_is_refused_at_load() {
+    for name in ["token_embd.weight", "blk.1.ffn_down.weight"] {
+        refused_at_load(&model_with_nan(name), name, "value NaN at index 3 is not finite");
+    }
+}
+
+/// The tiny model with tensor `name` stored as `dtype` and a NaN written over the f16 at byte
+/// `at` of block 2 (a scale: `d` at 0, `m` at 2 for Q4_1).
+fn model_with_nan_scale(name: &str, dtype: GgmlDType, at: usize) -> std::path::PathBuf {
+    let (md, mut tensors) = tiny_gguf_parts(&TinySpec::default()).unwrap();
+    let mut parts = (md, tensors.drain(..).collect::<Vec<_>>());
+    hostile::edit_tensor_bytes(&mut parts, name, dtype, |raw| {
+        let pos = 2 * dtype.type_size() + at;
+        raw[pos..pos + 2].copy_from_slice(&hostile::F16_NAN);
+    })
+    .unwrap();
+    let path = scratch_dir("hostile-scale").join(format!("nan-scale-{name}-{dtype:?}-{at}.gguf"));
+    write_gguf(&path, &parts.0, &parts.1).unwrap();
+    path
+}
+
+#[test]
+fn nan_block_scales_are_refused_at_load() {
+    let cases = [
+        ("token_embd.weight", GgmlDType::Q8_0, 0),
+        ("blk.0.ffn_up.weight", GgmlDType::Q4_1, 0),
+        ("blk.0.ffn_up.weight", GgmlDType::Q4_1, 2),
+        ("blk.1.attn_q.weight", GgmlDType::Q4_0, 0),
+    ];
+    for (name, dtype, at) in cases {
+        refused_at_load(
+            &model_with_nan_scale(name, dtype, at),
+            name,
+            "block scale NaN of block 2 is not finite",
+        );
+    }
+    // The same tensors with finite scales load.
+    let (md, mut tensors) = tiny_gguf_parts(&TinySpec::default()).unwrap();
+    let mut parts = (md, tensors.drain(..).collect::<Vec<_>>());
+    hostile::edit_tensor_bytes(&mut parts, "token_embd.weight", GgmlDType::Q8_0, |_| {}).unwrap();
+    let path = scratch_dir("hostile-scale").join("clean-q8.gguf");
+    write_gguf(&path, &parts.0, &parts.1).unwrap();
+    Engine::open(&path, &EngineOptions::default()).unwrap();
+}
+
+fn adapter_error(engine: &Engine, adapter: &PeftAdapter) -> String {
+    match engine.add_adapter("hostile", adapter) {
+        Err(Error::Adapter { reason, .. }) => reason,
+        Err(e) => panic!("unexpected {e}"),
+        Ok(()) => panic!("accepted a hostile adapter"),
+    }
+}
+
+#[test]
+fn adapters_with_unbounded_updates_are_refused() {
+    let engine = tiny_engine("hostile-adapter", &TinySpec::default(), 64);
+    let config = engine.config().clone();
+    let plain = tiny_adapter(&config, PeftConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 3).unwrap();
+    engine.add_adapter("plain", &plain).unwrap();
+
+    let mut huge_alpha = plain.clone();
+    huge_alpha.config.lora_alpha = 1e308;
+    let reason = adapter_error(&engine, &huge_alpha);
+    assert!(reason.contains("model.layers.0.self_attn.q_proj"), "{reason}");
+    assert!(reason.contains("exceeds the bound"), "{reason}");
+
+    let mut huge_values = plain.clone();
+    let (key, a) = huge_values
+        .tensors
+        .iter_mut()
+        .find(|(k, _)| k.ends_with("layers.1.self_attn.v_proj.lora_A.weight"))
+        .unwrap();
+    let key = key.clone();
+    a.data.iter_mut().for_each(|v| *v = 1e38);
+    let reason = adapter_error(&engine, &huge_values);
+    assert!(reason.contains("model.layers.1.self_attn.v_proj"), "{key}: {reason}");
+}
+
+fn small_audit(engine: &Engine) -> AuditReport {
+    let transcript = Transcript::new(SHORT_TRANSCRIPT).unwrap();
+    let item = Rubric::builtin().items[0].clone();
+    let catalog = ProbeCatalog::builtin();
+    audit(
+        engine,
+        &PromptBuilder::default(),
+        &AuditRequest {
+            transcript: &transcript,
+            transcript_name: "<inline>",
+            items: std::slice::from_ref(&item),
+            catalog: &catalog,
+            catalog_name: "<built-in probes>",
+            options: AuditOptions {
+                split: SplitSelection::Heldout,
+                ..AuditOptions::default()
+            },
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn reports_round_trip_exactly_or_are_refused() {
+    let engine = tiny_engine("hostile-report", &TinySpec::default(), 64);
+    let report = small_audit(&engine);
+    let json = report.to_json().unwrap();
+    assert_eq!(AuditReport::from_json(&json, "r.json").unwrap(), report);
+
+    // A NaN would be written as null: the report is refused instead, never written as "pass".
+    let mut nan = report.clone();
+    nan.items[0].plain.categories[0].max_abs_delta = f64::NAN;
+    assert!(matches!(nan.to_json(), Err(Error::NonFinite { .. })));
+    let path = scratch_dir("hostile-report").join("nan.json");
+    assert!(nan.write_json(&path).is_err());
+    assert!(!path.exists());
+    let mut inf = report.clone();
+    inf.timings.model_load_seconds = Some(f64::INFINITY);
+    assert!(matches!(inf.to_json(), Err(Error::NonFinite { .. })));
+}
+
+#[test]
+fn tokenizer_input_is_bounded_by_the_context() {
+    let engine = tiny_engine("hostile-tokenizer", &TinySpec::default(), 64);
+    let limit = engine.tokenizer().max_input_bytes();
+    assert!(limit < 4096 * 256, "{limit}");
+    let text = "a".repeat(limit + 1);
+    match engine.tokenize(&text) {
+        Err(Error::WorkLimit {
+            limit: name,
+            requested,
+            max,
+        }) => {
+            assert_eq!(name, "tokenizer input bytes");
+            assert_eq!((requested, max), (limit + 1, limit));
+        }
+        other => panic!("expected a work limit, got {other:?}"),
+    }
+    assert!(!engine.tokenize("TEACHER: hello").unwrap().is_empty());
 }

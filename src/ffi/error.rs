@@ -99,7 +99,7 @@ impl dg_status {
             Error::ContextOverflow { .. } => Self::ContextOverflow,
             Error::Label { .. } => Self::Label,
             Error::Backend(_) => Self::Backend,
-            Error::TemplateBudget { .. } => Self::ResourceLimit,
+            Error::TemplateBudget { .. } | Error::WorkLimit { .. } => Self::ResourceLimit,
             Error::NonFinite { .. } => Self::NonFinite,
         }
     }
