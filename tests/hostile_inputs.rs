@@ -6,14 +6,17 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use debias_guard::chat::{ChatMessage, ChatTemplate};
 use debias_guard::adapter::{PeftAdapter, PeftConfig};
+use debias_guard::hf::HfModelDir;
+use debias_guard::gguf::GgufFile;
 use debias_guard::guard::{audit, AuditOptions, AuditReport, AuditRequest, ProbeCatalog};
 use debias_guard::{
     Engine, EngineOptions, Error, PromptBuilder, PromptLayout, Rubric, SplitSelection, Transcript,
 };
 use debias_guard_testkit::{
-    hostile, scratch_dir, tiny_adapter, tiny_engine, tiny_gguf_parts, write_gguf, TinySpec,
-    SAMPLE_TRANSCRIPT, SHORT_TRANSCRIPT,
+    hostile, scratch_dir, tiny_adapter, tiny_engine, tiny_gguf_parts, write_gguf,
+    write_tiny_hf_model, HfModelSpec, TinySpec, SAMPLE_TRANSCRIPT, SHORT_TRANSCRIPT,
 };
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn chat() -> Vec<ChatMessage> {
@@ -314,4 +317,96 @@ fn tokenizer_input_is_bounded_by_the_context() {
         other => panic!("expected a work limit, got {other:?}"),
     }
     assert!(!engine.tokenize("TEACHER: hello").unwrap().is_empty());
+}
+
+/// A tiny GGUF model (matrices stored as `dtype`) written, then its bytes patched by `patch`.
+fn patched_gguf(name: &str, dtype: GgmlDType, patch: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let spec = TinySpec {
+        dtype,
+        ..TinySpec::default()
+    };
+    let (md, tensors) = tiny_gguf_parts(&spec).unwrap();
+    let path = scratch_dir("hostile-gguf").join(format!("{name}.gguf"));
+    write_gguf(&path, &md, &tensors).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    patch(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn gguf_error(path: &std::path::Path) -> String {
+    match GgufFile::open(path) {
+        Err(Error::GgufFormat { reason, .. }) => reason,
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("opened {}", path.display()),
+    }
+}
+
+#[test]
+fn overlapping_tensor_ranges_are_refused() {
+    let path = patched_gguf("overlap", GgmlDType::F32, |bytes| {
+        let first = hostile::tensor_offset(bytes, "blk.0.attn_q.weight").unwrap();
+        let later = hostile::tensor_offset(bytes, "blk.1.attn_q.weight").unwrap();
+        assert!(first < later);
+        hostile::set_tensor_offset(bytes, "blk.1.attn_q.weight", first).unwrap();
+    });
+    let reason = gguf_error(&path);
+    assert!(reason.contains("overlaps"), "{reason}");
+}
+
+#[test]
+fn a_changed_tensor_type_is_refused() {
+    // F16 → F32 doubles the size: the tensor runs into the next one.
+    let path = patched_gguf("wider", GgmlDType::F16, |bytes| {
+        hostile::set_tensor_type(bytes, "blk.0.ffn_up.weight", 0).unwrap();
+    });
+    let reason = gguf_error(&path);
+    assert!(
+        reason.contains("overlaps") || reason.contains("past the end"),
+        "{reason}"
+    );
+    // F32 → F16 halves it: the rest of its bytes belong to no tensor.
+    let path = patched_gguf("narrower", GgmlDType::F32, |bytes| {
+        hostile::set_tensor_type(bytes, "blk.0.ffn_up.weight", 1).unwrap();
+    });
+    let reason = gguf_error(&path);
+    assert!(
+        reason.contains("unexplained bytes") || reason.contains("belong to no tensor"),
+        "{reason}"
+    );
+    // Unpatched files of every stored type open.
+    for dtype in [GgmlDType::F32, GgmlDType::F16, GgmlDType::Q8_0, GgmlDType::Q4_1] {
+        GgufFile::open(patched_gguf(&format!("clean-{dtype:?}"), dtype, |_| {})).unwrap();
+    }
+    // So does the real default model, written by llama.cpp's tools.
+    GgufFile::open(debias_guard_testkit::real_model_path()).unwrap();
+}
+
+#[test]
+fn hf_shards_that_link_outside_the_directory_are_refused() {
+    let root = scratch_dir("hostile-hf");
+    let dir = root.join("model");
+    let _ = std::fs::remove_dir_all(&root);
+    let spec = HfModelSpec {
+        shards: 2,
+        ..HfModelSpec::default()
+    };
+    write_tiny_hf_model(&dir, &spec).unwrap();
+    HfModelDir::open(&dir).unwrap();
+    let shard = dir.join("model-00002-of-00002.safetensors");
+    let outside = root.join("elsewhere.safetensors");
+    std::fs::rename(&shard, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &shard).unwrap();
+    match HfModelDir::open(&dir) {
+        Err(Error::ModelFile { reason, .. }) => {
+            assert!(reason.contains("outside the model directory"), "{reason}")
+        }
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("followed a shard link out of the directory"),
+    }
+    // A link that stays inside the directory is fine.
+    std::fs::remove_file(&shard).unwrap();
+    std::fs::rename(&outside, dir.join("real.safetensors")).unwrap();
+    std::os::unix::fs::symlink("real.safetensors", &shard).unwrap();
+    HfModelDir::open(&dir).unwrap();
 }
