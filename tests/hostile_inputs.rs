@@ -410,3 +410,82 @@ fn hf_shards_that_link_outside_the_directory_are_refused() {
     std::os::unix::fs::symlink("real.safetensors", &shard).unwrap();
     HfModelDir::open(&dir).unwrap();
 }
+
+fn work_limit(e: Error) -> (&'static str, usize, usize) {
+    match e {
+        Error::WorkLimit {
+            limit,
+            requested,
+            max,
+        } => (limit, requested, max),
+        e => panic!("expected a work limit, got {e}"),
+    }
+}
+
+fn rubric_json(items: usize) -> String {
+    let items: Vec<String> = (0..items)
+        .map(|i| {
+            format!(
+                r#"{{"id": "item{i}", "name": "Item {i}", "description": "d", "question": "How good?", "labels": ["1", "2", "3"]}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"version": 1, "items": [{}]}}"#, items.join(","))
+}
+
+#[test]
+fn rubrics_past_the_item_limit_are_refused() {
+    use debias_guard::limits::MAX_RUBRIC_ITEMS;
+    let ok = Rubric::from_json(&rubric_json(MAX_RUBRIC_ITEMS), "r.json");
+    assert_eq!(ok.unwrap().items.len(), MAX_RUBRIC_ITEMS);
+    let e = Rubric::from_json(&rubric_json(5000), "r.json").unwrap_err();
+    assert_eq!(work_limit(e), ("rubric items", 5000, MAX_RUBRIC_ITEMS));
+}
+
+#[test]
+fn catalogs_past_the_wording_limit_are_refused() {
+    use debias_guard::limits::MAX_PROBE_WORDINGS;
+    let mut catalog: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&ProbeCatalog::builtin()).unwrap()).unwrap();
+    let controls = catalog["controls"].as_array_mut().unwrap();
+    let template = controls[0].clone();
+    while controls.len() <= MAX_PROBE_WORDINGS {
+        let mut w = template.clone();
+        w["id"] = format!("control.extra{}", controls.len()).into();
+        controls.push(w);
+    }
+    let e = ProbeCatalog::from_json(&catalog.to_string(), "p.json").unwrap_err();
+    let (limit, requested, max) = work_limit(e);
+    assert_eq!((limit, max), ("probe wordings", MAX_PROBE_WORDINGS));
+    assert!(requested > MAX_PROBE_WORDINGS);
+}
+
+#[test]
+fn audits_past_the_variant_limit_are_refused_before_scoring() {
+    use debias_guard::limits::MAX_VARIANTS_PER_CALL;
+    let engine = tiny_engine("hostile-limits", &TinySpec::default(), 64);
+    let rubric = Rubric::from_json(&rubric_json(40), "r.json").unwrap();
+    let transcript = Transcript::new(SHORT_TRANSCRIPT).unwrap();
+    let catalog = ProbeCatalog::builtin();
+    let start = Instant::now();
+    let e = audit(
+        &engine,
+        &PromptBuilder::default(),
+        &AuditRequest {
+            transcript: &transcript,
+            transcript_name: "<inline>",
+            items: &rubric.items,
+            catalog: &catalog,
+            catalog_name: "<built-in probes>",
+            options: AuditOptions {
+                mitigation_baseline: true,
+                ..AuditOptions::default()
+            },
+        },
+    )
+    .unwrap_err();
+    let (limit, requested, max) = work_limit(e);
+    assert_eq!((limit, max), ("prompt variants per call", MAX_VARIANTS_PER_CALL));
+    assert!(requested > max, "{requested}");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
