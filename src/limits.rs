@@ -30,5 +30,9 @@ pub const TOKENIZER_BYTES_HEADROOM: usize = 4;
 /// vocabulary entry has `longest_token` bytes: more text cannot fit the context window, so it
 /// is refused before the tokenizer spends time and memory on it.
 pub fn tokenizer_input_limit(context: usize, longest_token: usize) -> usize {
-    context.saturating_mul(longest_token.max(1).saturating_mul(TOKENIZER_BYTES_HEADROOM))
+    context.saturating_mul(
+        longest_token
+            .max(1)
+            .saturating_mul(TOKENIZER_BYTES_HEADROOM),
+    )
 }

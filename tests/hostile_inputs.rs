@@ -4,11 +4,11 @@
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use debias_guard::chat::{ChatMessage, ChatTemplate};
 use debias_guard::adapter::{PeftAdapter, PeftConfig};
-use debias_guard::hf::HfModelDir;
+use debias_guard::chat::{ChatMessage, ChatTemplate};
 use debias_guard::gguf::GgufFile;
 use debias_guard::guard::{audit, AuditOptions, AuditReport, AuditRequest, ProbeCatalog};
+use debias_guard::hf::HfModelDir;
 use debias_guard::{
     Engine, EngineOptions, Error, PromptBuilder, PromptLayout, Rubric, SplitSelection, Transcript,
 };
@@ -182,7 +182,11 @@ fn refused_at_load(path: &std::path::Path, name: &str, needle: &str) {
 #[test]
 fn nan_in_a_dense_matrix_is_refused_at_load() {
     for name in ["token_embd.weight", "blk.1.ffn_down.weight"] {
-        refused_at_load(&model_with_nan(name), name, "value NaN at index 3 is not finite");
+        refused_at_load(
+            &model_with_nan(name),
+            name,
+            "value NaN at index 3 is not finite",
+        );
     }
 }
 
@@ -243,7 +247,10 @@ fn adapters_with_unbounded_updates_are_refused() {
     let mut huge_alpha = plain.clone();
     huge_alpha.config.lora_alpha = 1e308;
     let reason = adapter_error(&engine, &huge_alpha);
-    assert!(reason.contains("model.layers.0.self_attn.q_proj"), "{reason}");
+    assert!(
+        reason.contains("model.layers.0.self_attn.q_proj"),
+        "{reason}"
+    );
     assert!(reason.contains("exceeds the bound"), "{reason}");
 
     let mut huge_values = plain.clone();
@@ -255,7 +262,10 @@ fn adapters_with_unbounded_updates_are_refused() {
     let key = key.clone();
     a.data.iter_mut().for_each(|v| *v = 1e38);
     let reason = adapter_error(&engine, &huge_values);
-    assert!(reason.contains("model.layers.1.self_attn.v_proj"), "{key}: {reason}");
+    assert!(
+        reason.contains("model.layers.1.self_attn.v_proj"),
+        "{key}: {reason}"
+    );
 }
 
 fn small_audit(engine: &Engine) -> AuditReport {
@@ -375,7 +385,12 @@ fn a_changed_tensor_type_is_refused() {
         "{reason}"
     );
     // Unpatched files of every stored type open.
-    for dtype in [GgmlDType::F32, GgmlDType::F16, GgmlDType::Q8_0, GgmlDType::Q4_1] {
+    for dtype in [
+        GgmlDType::F32,
+        GgmlDType::F16,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_1,
+    ] {
         GgufFile::open(patched_gguf(&format!("clean-{dtype:?}"), dtype, |_| {})).unwrap();
     }
     // So does the real default model, written by llama.cpp's tools.
@@ -485,7 +500,14 @@ fn audits_past_the_variant_limit_are_refused_before_scoring() {
     )
     .unwrap_err();
     let (limit, requested, max) = work_limit(e);
-    assert_eq!((limit, max), ("prompt variants per call", MAX_VARIANTS_PER_CALL));
+    assert_eq!(
+        (limit, max),
+        ("prompt variants per call", MAX_VARIANTS_PER_CALL)
+    );
     assert!(requested > max, "{requested}");
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -116,7 +116,11 @@ mod tests {
     fn quantized(dtype: GgmlDType) -> Vec<u8> {
         let values: Vec<f32> = (0..512).map(|i| (i as f32 * 0.37).sin()).collect();
         let t = Tensor::from_vec(values, (2, 256), &Device::Cpu).unwrap();
-        QTensor::quantize(&t, dtype).unwrap().data().unwrap().to_vec()
+        QTensor::quantize(&t, dtype)
+            .unwrap()
+            .data()
+            .unwrap()
+            .to_vec()
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! (overlapping ranges, a changed type), and every such file gathered for corpus replay.
 
 use crate::gguf::GgufParts;
-use debias_guard::{Error, Result};
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::Device;
+use debias_guard::{Error, Result};
 
 /// Stores tensor `name` of `parts` as `dtype` (re-quantized from its values), then lets `edit`
 /// change its raw bytes (e.g. write a NaN block scale).
@@ -58,7 +58,8 @@ pub fn tensor_entry(bytes: &[u8], name: &str) -> Result<(usize, usize)> {
             }
         }
     }
-    let (after, n_dims) = at.ok_or_else(|| Error::InvalidInput(format!("no table entry for {name}")))?;
+    let (after, n_dims) =
+        at.ok_or_else(|| Error::InvalidInput(format!("no table entry for {name}")))?;
     let type_at = after + 4 + 8 * n_dims;
     Ok((type_at, type_at + 4))
 }

@@ -128,7 +128,13 @@ fn check_update_bound(
     a: &DenseTensor,
     b: &DenseTensor,
 ) -> std::result::Result<(), String> {
-    let norm = |t: &DenseTensor| t.data.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+    let norm = |t: &DenseTensor| {
+        t.data
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt()
+    };
     let bound = scale.abs() * norm(b) * norm(a);
     if !scale.is_finite() || !(bound <= MAX_ADAPTER_UPDATE_NORM) {
         return Err(format!(
