@@ -16,12 +16,14 @@
  *                                                                      -> dg_model_t
  *      dg_model_load_adapter, dg_model_with_adapter  (optional) a PEFT LoRA adapter on the
  *                                                    same weights          -> dg_model_t
+ *      dg_model_unload_adapter .................... removes a loaded adapter by name
  *   2. dg_rubric_builtin / dg_rubric_load / dg_rubric_parse  (optional; NULL = built-in rubric)
  *   3. dg_score ............. label distributions of rubric items      -> dg_scores_t
  *      dg_bias_delta ........ how far one context moves one score      -> dg_bias_delta_t
  *      dg_bias_deltas ....... several contexts in one pass             -> dg_delta_batch_t
  *      dg_adapter_delta ..... how far an adapter moves one score       -> dg_bias_delta_t
  *      dg_check ............. runtime check of one context, flagged?   -> dg_checks_t
+ *      dg_check_calibrated .. the same, judged against the noise floor -> dg_checks_t
  *      dg_audit ............. probe catalog vs. noise floor, verdict   -> dg_audit_t (+ JSON)
  *   4. read the plain C structs; then dg_*_free every object you received
  *   5. dg_model_free (every handle, adapter handles too), dg_rubric_free
@@ -34,6 +36,14 @@
  *   whose fields you read directly; they are allocated by the library, own every string and
  *   array they point to, and are released with their *_free. Pass *_free exactly the pointer
  *   you received (not a copy of the struct). Every *_free accepts NULL.
+ *   The library records every live handle with its type and checks it on entry: a freed
+ *   handle, a handle of another type (a dg_rubric_t where a dg_model_t is expected) or a
+ *   pointer it never returned gives DG_STATUS_INVALID_ARGUMENT without being dereferenced, and
+ *   a second dg_model_free / dg_rubric_free / dg_error_free of the same pointer does nothing.
+ *   Still undefined: freeing a handle while another thread uses it; a stale pointer whose
+ *   address the library has since reused for a new handle of the same type (it names that
+ *   handle); and misuse of result structs, which are not recorded (a second dg_scores_free,
+ *   dg_audit_free, ... of the same pointer).
  *
  * - Status. Every call that can fail returns a dg_status_t: DG_STATUS_OK (0) or a failure.
  *   Out-parameters (named out_*) are written only when the call returns DG_STATUS_OK; on
@@ -43,16 +53,20 @@
  *   the status. Otherwise, on failure *error receives a new error object with the status and a
  *   message for people (dg_error_status, dg_error_message); release it with dg_error_free.
  *   On success *error is not touched. dg_status_text gives a static description of any code.
+ *   If *error still holds a live error object on entry, the call does nothing and returns
+ *   DG_STATUS_INVALID_ARGUMENT (overwriting it would leak it): free it and set the pointer to
+ *   NULL before reusing the variable.
  *
  * - Arguments. Strings are NUL-terminated UTF-8 and are read during the call only (the library
  *   keeps no pointer to them). A NULL where a value is required returns
  *   DG_STATUS_NULL_ARGUMENT, invalid UTF-8 returns DG_STATUS_INVALID_UTF8 and a misaligned
- *   pointer returns DG_STATUS_INVALID_ARGUMENT; the message names the argument. (A dangling
- *   or foreign pointer cannot be detected: pass only what the library gave you.) Arguments
+ *   pointer returns DG_STATUS_INVALID_ARGUMENT; the message names the argument. (Handles are
+ *   checked as above; a dangling or foreign pointer to a struct or string cannot be detected:
+ *   pass only valid memory.) Arguments
  *   documented as optional accept NULL. An array argument is a pointer plus a count; the
  *   pointer may be NULL when the count is 0. Fields documented as holding enum values
- *   (dg_weight_format_t, dg_split_t, dg_audit_mode_t) are plain integers, checked: an
- *   unknown value returns DG_STATUS_INVALID_ARGUMENT.
+ *   (dg_weight_format_t, dg_split_t, dg_audit_mode_t, dg_calibration_mode_t) are plain
+ *   integers, checked: an unknown value returns DG_STATUS_INVALID_ARGUMENT.
  *
  * - Panics. A bug inside the library never unwinds into your program: it is caught at the
  *   boundary and returned as DG_STATUS_PANIC.
@@ -1122,6 +1136,21 @@ dg_model_open (
     char const * path,
     dg_model_options_t const * options,
     dg_model_t * * out_model,
+    dg_error_t * * error);
+
+/** \brief
+ *  Removes adapter `name` from `model`'s weights (from every handle on them), freeing its
+ *  place: the registry holds at most 256 adapters. Handles already made by
+ *  `dg_model_with_adapter` for it keep running it until they are freed.
+ *
+ *  Returns `DG_STATUS_OK`, or `DG_STATUS_NULL_ARGUMENT`, `DG_STATUS_INVALID_UTF8`,
+ *  `DG_STATUS_INVALID_ARGUMENT` (not a live model handle), `DG_STATUS_ADAPTER_INVALID` (no
+ *  adapter of that name) or `DG_STATUS_PANIC`. Thread-safe.
+ */
+dg_status_t
+dg_model_unload_adapter (
+    dg_model_t const * model,
+    char const * name,
     dg_error_t * * error);
 
 /** \brief

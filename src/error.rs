@@ -138,6 +138,16 @@ pub enum Error {
         /// Where it occurred.
         reason: String,
     },
+    /// A documented work limit ([`crate::limits`]) was exceeded; checked before any model work.
+    #[error("{limit}: {requested} exceeds the limit of {max}")]
+    WorkLimit {
+        /// The limit's name (`rubric items`, `tokenizer input bytes`, …).
+        limit: &'static str,
+        /// What the input asks for.
+        requested: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// An error from the tensor backend.
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),
@@ -174,6 +184,18 @@ impl Error {
             adapter: adapter.into(),
             reason: reason.into(),
         }
+    }
+
+    /// `Err(WorkLimit)` when `requested > max`.
+    pub(crate) fn check_limit(limit: &'static str, requested: usize, max: usize) -> Result<()> {
+        if requested > max {
+            return Err(Self::WorkLimit {
+                limit,
+                requested,
+                max,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn metadata(key: impl Into<String>, reason: impl Into<String>) -> Self {

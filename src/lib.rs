@@ -13,6 +13,8 @@
 //! - [`stats`]: the cluster bootstrap behind every interval (dataset audits, the trainer's eval);
 //! - [`ffi`]: the C ABI over all of the above (header `include/debias_guard.h`).
 //!
+//! [`limits`] holds the work limits of one call; [`error`] and [`textio`] sit under everything.
+//!
 //! Test models come from the dev-only `debias-guard-testkit` crate, never from here.
 
 pub mod arch;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod ffi;
 pub mod formats;
 pub mod guard;
+pub mod limits;
 pub mod model;
 pub mod prompt;
 pub mod rubric;

@@ -16,7 +16,7 @@ use minijinja::{context, Environment};
 use serde::{Deserialize, Serialize};
 
 /// Longest transcript accepted, in bytes (the context window is usually the tighter bound).
-pub const MAX_TRANSCRIPT_BYTES: usize = 256 * 1024;
+pub const MAX_TRANSCRIPT_BYTES: usize = crate::limits::MAX_TRANSCRIPT_BYTES;
 /// Longest context sentence(s) accepted, in characters.
 pub const MAX_CONTEXT_CHARS: usize = 1_000;
 

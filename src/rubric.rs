@@ -10,8 +10,8 @@ pub const DEFAULT_RUBRIC_JSON: &str = include_str!("../assets/rubric/default.jso
 
 /// Largest rubric file accepted, in bytes.
 pub const MAX_RUBRIC_BYTES: usize = 1 << 20;
-/// Most labels a scale may have.
-pub const MAX_LABELS: usize = 100;
+/// Most labels a scale may have ([`crate::limits::MAX_LABELS_PER_ITEM`]).
+pub const MAX_LABELS: usize = crate::limits::MAX_LABELS_PER_ITEM;
 
 /// One dimension to rate, with its scale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +129,11 @@ impl Rubric {
         if rubric.items.is_empty() {
             return Err(err(0, "no items".into()));
         }
+        Error::check_limit(
+            "rubric items",
+            rubric.items.len(),
+            crate::limits::MAX_RUBRIC_ITEMS,
+        )?;
         let mut ids = HashSet::new();
         for item in &rubric.items {
             item.validate()

@@ -156,7 +156,7 @@ fn dg_check_calibrated_reports_the_floor_it_judged_against() {
     unsafe { dg_checks_free(c.checks) };
 
     // From the saved report: exactly its floor and threshold.
-    let json = CString::new(report.to_json()).unwrap();
+    let json = CString::new(report.to_json().unwrap()).unwrap();
     let c = call(
         model,
         Some(debias_guard::ffi::dg_check_calibration {

@@ -74,7 +74,7 @@ fn full_audit_of_the_drill_transcript_on_the_real_model() {
     assert!(report.timings.tokens_evaluated * 20 < report.timings.tokens_requested);
 
     // The JSON validates against the shipped schema and reads back unchanged.
-    let json = report.to_json();
+    let json = report.to_json().unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let errors = schema_errors(&report_schema(), &value);
     assert!(errors.is_empty(), "{errors:#?}");

@@ -310,7 +310,7 @@ fn every_number_of_an_audit_matches_from_scratch_scoring() {
     );
 
     // The report survives a JSON round trip and validates against the schema.
-    let json = report.to_json();
+    let json = report.to_json().unwrap();
     let back = AuditReport::from_json(&json, "report.json").unwrap();
     assert_eq!(back, report);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -355,7 +355,7 @@ fn mitigation_baseline_and_several_items_share_one_pass_and_match_from_scratch()
         .prompt_text
         .contains(debias_guard::prompt::MITIGATION_INSTRUCTION));
     assert!(report.verdict.flagged_with_mitigation.is_some());
-    let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
     let errors = schema_errors(&report_schema(), &value);
     assert!(errors.is_empty(), "{errors:#?}");
 }
@@ -536,7 +536,7 @@ fn reasoned_mode_keeps_reasoning_and_reads_the_rating_after_it() {
     let a = run_audit(&engine, std::slice::from_ref(&item), &catalog, sampled).unwrap();
     let b = run_audit(&engine, std::slice::from_ref(&item), &catalog, sampled).unwrap();
     assert_eq!(a.items, b.items);
-    let value: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&a.to_json().unwrap()).unwrap();
     let errors = schema_errors(&report_schema(), &value);
     assert!(errors.is_empty(), "{errors:#?}");
 }

@@ -447,6 +447,14 @@ public:
         detail::check(status, err);
     }
 
+    /// Removes adapter `name` from these weights (handles that run it keep it).
+    void unload_adapter(std::string_view name) const {
+        std::string n = detail::owned(name, "name");
+        dg_error_t *err = nullptr;
+        const dg_status_t status = dg_model_unload_adapter(get(), n.c_str(), &err);
+        detail::check(status, err);
+    }
+
     /// A new handle on the same weights that runs adapter `name` (nullopt = the base model).
     Model with_adapter(std::optional<std::string_view> name) const {
         std::optional<std::string> n;

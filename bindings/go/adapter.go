@@ -25,6 +25,21 @@ func (m *Model) LoadAdapter(name, dir string) error {
 	})
 }
 
+// UnloadAdapter removes adapter name from the model's weights (handles that already run it
+// keep it).
+func (m *Model) UnloadAdapter(name string) error {
+	return m.use(func(p *C.dg_model_t) error {
+		var cs cstrings
+		defer cs.free()
+		cn, err := cs.str("name", name)
+		if err != nil {
+			return err
+		}
+		var cerr *C.dg_error_t
+		return takeError(C.dg_model_unload_adapter(p, cn, &cerr), cerr)
+	})
+}
+
 // WithAdapter returns a new Model handle on the same weights that runs adapter name ("" = the
 // base model). Close it when done; handles are independent of each other.
 func (m *Model) WithAdapter(name string) (*Model, error) {

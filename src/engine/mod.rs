@@ -179,6 +179,7 @@ impl Engine {
                 .map(str::to_string);
             (model, tokenizer, template)
         };
+        let tokenizer = tokenizer.with_context(model.config().context_length);
         if tokenizer.vocab_size() > model.config().vocab_size {
             return Err(Error::metadata(
                 "vocab_size",

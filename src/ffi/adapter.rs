@@ -40,6 +40,27 @@ pub unsafe fn dg_model_load_adapter(
     })
 }
 
+/// Removes adapter `name` from `model`'s weights (from every handle on them), freeing its
+/// place: the registry holds at most 256 adapters. Handles already made by
+/// `dg_model_with_adapter` for it keep running it until they are freed.
+///
+/// Returns `DG_STATUS_OK`, or `DG_STATUS_NULL_ARGUMENT`, `DG_STATUS_INVALID_UTF8`,
+/// `DG_STATUS_INVALID_ARGUMENT` (not a live model handle), `DG_STATUS_ADAPTER_INVALID` (no
+/// adapter of that name) or `DG_STATUS_PANIC`. Thread-safe.
+#[ffi_export]
+pub unsafe fn dg_model_unload_adapter(
+    model: *const dg_model,
+    name: *const c_char,
+    error: *mut *mut dg_error,
+) -> dg_status {
+    run(error, || {
+        // SAFETY: pointer arguments follow the header's conventions (NULL or valid).
+        let (model, name) = unsafe { (arg_ref(model, "model")?, arg_str(name, "name")?) };
+        model.engine.unload_adapter(name)?;
+        Ok(())
+    })
+}
+
 /// Writes to `*out_model` a new handle on the same loaded weights, thread pool, prompt layout
 /// and adapters as `model`, that runs adapter `name` (NULL = the base model). Release it with
 /// `dg_model_free`; handles are independent (freeing one leaves the others working) and cost
@@ -59,7 +80,7 @@ pub unsafe fn dg_model_with_adapter(
         // SAFETY: as above.
         let (model, name) = unsafe { (arg_ref(model, "model")?, opt_str(name, "name")?) };
         let handle = model.with_engine(model.engine.with_adapter(name)?);
-        write_out(out, Box::into_raw(Box::new(handle)));
+        write_out(out, super::handle::register(handle));
         Ok(())
     })
 }

@@ -232,7 +232,7 @@ fn c_condition(arena: &mut Arena, item: &RubricItem, c: &ConditionAudit) -> dg_a
 }
 
 /// The C form of a report; its strings and arrays go into `arena`.
-fn c_audit(arena: &mut Arena, report: &AuditReport) -> dg_audit {
+fn c_audit(arena: &mut Arena, report: &AuditReport, json: String) -> dg_audit {
     let items: Vec<dg_audit_item> = report
         .rubric_items
         .iter()
@@ -269,7 +269,6 @@ fn c_audit(arena: &mut Arena, report: &AuditReport) -> dg_audit {
             }
         }
     }
-    let json = report.to_json();
     dg_audit {
         flagged: report.verdict.status == VerdictStatus::Flagged,
         n_flags: report.verdict.flagged.len(),
@@ -381,7 +380,8 @@ pub unsafe fn dg_audit(
         let mut report = audit(&model.engine, &model.builder, &request)?;
         report.timings.model_load_seconds = Some(model.load_seconds);
         let mut arena = Arena::default();
-        let public = c_audit(&mut arena, &report);
+        let json = report.to_json()?;
+        let public = c_audit(&mut arena, &report, json);
         write_out(out, into_c(public, arena, report));
         Ok(())
     })

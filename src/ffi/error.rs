@@ -99,7 +99,7 @@ impl dg_status {
             Error::ContextOverflow { .. } => Self::ContextOverflow,
             Error::Label { .. } => Self::Label,
             Error::Backend(_) => Self::Backend,
-            Error::TemplateBudget { .. } => Self::ResourceLimit,
+            Error::TemplateBudget { .. } | Error::WorkLimit { .. } => Self::ResourceLimit,
             Error::NonFinite { .. } => Self::NonFinite,
         }
     }
@@ -187,6 +187,14 @@ pub(crate) fn run(
     error: *mut *mut dg_error,
     body: impl FnOnce() -> Result<(), Failure>,
 ) -> dg_status {
+    if !error.is_null() && error.is_aligned() {
+        // SAFETY: the caller passes NULL or a pointer to storage for one pointer.
+        let previous = unsafe { error.read() };
+        if super::handle::is_live(previous.cast_const()) {
+            // An unread error would be overwritten and leak: refused, nothing is done.
+            return dg_status::InvalidArgument;
+        }
+    }
     let failure = match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return dg_status::Ok,
         Ok(Err(f)) => f,
@@ -194,12 +202,12 @@ pub(crate) fn run(
     };
     let status = failure.status;
     if !error.is_null() && error.is_aligned() {
-        let object = Box::new(dg_error {
+        let object = super::handle::register(dg_error {
             status,
             message: crate::ffi::owned::c_string(&failure.message),
         });
         // SAFETY: the caller passes NULL or a pointer to writable storage for one pointer.
-        unsafe { error.write(Box::into_raw(object)) };
+        unsafe { error.write(object) };
     }
     status
 }
@@ -244,10 +252,8 @@ pub unsafe fn dg_error_message(error: *const dg_error) -> *const safer_ffi::c_ch
 /// object.
 #[ffi_export]
 pub unsafe fn dg_error_free(error: *mut dg_error) {
-    if !error.is_null() && error.is_aligned() {
-        // SAFETY: created by `Box::into_raw` in `run` and not freed before (caller's contract).
-        quietly(|| drop(unsafe { Box::from_raw(error) }));
-    }
+    // Only a live error object is freed: NULL or a second free is ignored.
+    quietly(|| drop(super::handle::unregister(error)));
 }
 
 /// The error object behind a pointer: `None` for NULL (or a misaligned pointer, which cannot
@@ -256,8 +262,8 @@ pub unsafe fn dg_error_free(error: *mut dg_error) {
 /// # Safety
 /// `error` must be NULL or point to a live error object.
 unsafe fn live<'a>(error: *const dg_error) -> Option<&'a dg_error> {
-    if error.is_aligned() {
-        // SAFETY: aligned; NULL or live by the caller's contract.
+    if super::handle::is_live(error) {
+        // SAFETY: a live error object (registered, not yet freed).
         unsafe { error.as_ref() }
     } else {
         None

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod check;
 pub mod delta;
 pub mod error;
+pub(crate) mod handle;
 pub mod model;
 pub(crate) mod owned;
 pub mod rubric;
@@ -67,6 +68,7 @@ pub const CONVENTIONS: &str = r#"/*
  *                                                                      -> dg_model_t
  *      dg_model_load_adapter, dg_model_with_adapter  (optional) a PEFT LoRA adapter on the
  *                                                    same weights          -> dg_model_t
+ *      dg_model_unload_adapter .................... removes a loaded adapter by name
  *   2. dg_rubric_builtin / dg_rubric_load / dg_rubric_parse  (optional; NULL = built-in rubric)
  *   3. dg_score ............. label distributions of rubric items      -> dg_scores_t
  *      dg_bias_delta ........ how far one context moves one score      -> dg_bias_delta_t
@@ -86,6 +88,14 @@ pub const CONVENTIONS: &str = r#"/*
  *   whose fields you read directly; they are allocated by the library, own every string and
  *   array they point to, and are released with their *_free. Pass *_free exactly the pointer
  *   you received (not a copy of the struct). Every *_free accepts NULL.
+ *   The library records every live handle with its type and checks it on entry: a freed
+ *   handle, a handle of another type (a dg_rubric_t where a dg_model_t is expected) or a
+ *   pointer it never returned gives DG_STATUS_INVALID_ARGUMENT without being dereferenced, and
+ *   a second dg_model_free / dg_rubric_free / dg_error_free of the same pointer does nothing.
+ *   Still undefined: freeing a handle while another thread uses it; a stale pointer whose
+ *   address the library has since reused for a new handle of the same type (it names that
+ *   handle); and misuse of result structs, which are not recorded (a second dg_scores_free,
+ *   dg_audit_free, ... of the same pointer).
  *
  * - Status. Every call that can fail returns a dg_status_t: DG_STATUS_OK (0) or a failure.
  *   Out-parameters (named out_*) are written only when the call returns DG_STATUS_OK; on
@@ -95,12 +105,16 @@ pub const CONVENTIONS: &str = r#"/*
  *   the status. Otherwise, on failure *error receives a new error object with the status and a
  *   message for people (dg_error_status, dg_error_message); release it with dg_error_free.
  *   On success *error is not touched. dg_status_text gives a static description of any code.
+ *   If *error still holds a live error object on entry, the call does nothing and returns
+ *   DG_STATUS_INVALID_ARGUMENT (overwriting it would leak it): free it and set the pointer to
+ *   NULL before reusing the variable.
  *
  * - Arguments. Strings are NUL-terminated UTF-8 and are read during the call only (the library
  *   keeps no pointer to them). A NULL where a value is required returns
  *   DG_STATUS_NULL_ARGUMENT, invalid UTF-8 returns DG_STATUS_INVALID_UTF8 and a misaligned
- *   pointer returns DG_STATUS_INVALID_ARGUMENT; the message names the argument. (A dangling
- *   or foreign pointer cannot be detected: pass only what the library gave you.) Arguments
+ *   pointer returns DG_STATUS_INVALID_ARGUMENT; the message names the argument. (Handles are
+ *   checked as above; a dangling or foreign pointer to a struct or string cannot be detected:
+ *   pass only valid memory.) Arguments
  *   documented as optional accept NULL. An array argument is a pointer plus a count; the
  *   pointer may be NULL when the count is 0. Fields documented as holding enum values
  *   (dg_weight_format_t, dg_split_t, dg_audit_mode_t, dg_calibration_mode_t) are plain
@@ -230,6 +244,52 @@ mod tests {
         assert!(message(err).contains("misaligned"), "{}", message(err));
         // SAFETY: freed once.
         unsafe { dg_error_free(err) };
+    }
+
+    #[test]
+    fn freed_and_mistyped_handles_are_refused() {
+        use super::model::{dg_model_get_info, dg_model_info};
+        use super::rubric::{dg_rubric_builtin, dg_rubric_free, dg_rubric_item_count};
+        let mut rubric: *mut dg_rubric = ptr::null_mut();
+        // SAFETY: valid out-pointers; every handle below is freed once (the second free is the
+        // case under test and must be a no-op).
+        unsafe {
+            assert_eq!(
+                dg_rubric_builtin(&mut rubric, ptr::null_mut()),
+                dg_status::Ok
+            );
+            assert_eq!(dg_rubric_item_count(rubric), 3);
+            // A rubric handle passed as a model handle.
+            let mut err: *mut dg_error = ptr::null_mut();
+            let mut info = std::mem::MaybeUninit::<dg_model_info>::uninit();
+            let status = dg_model_get_info(rubric.cast(), info.as_mut_ptr(), &mut err);
+            assert_eq!(status, dg_status::InvalidArgument);
+            assert!(
+                message(err).contains("is a dg_rubric_t, not a dg_model_t"),
+                "{}",
+                message(err)
+            );
+            // An unread error in `err` is not overwritten.
+            let status = dg_model_get_info(rubric.cast(), info.as_mut_ptr(), &mut err);
+            assert_eq!(status, dg_status::InvalidArgument);
+            assert!(message(err).contains("dg_rubric_t"));
+            let first = err;
+            dg_error_free(err);
+            dg_error_free(first);
+            assert_eq!(dg_error_status(first), dg_status::Ok);
+            // Use after free and double free.
+            dg_rubric_free(rubric);
+            assert_eq!(dg_rubric_item_count(rubric), 0);
+            dg_rubric_free(rubric);
+            let status = dg_model_get_info(rubric.cast(), info.as_mut_ptr(), &mut err);
+            assert_eq!(status, dg_status::InvalidArgument);
+            assert!(
+                message(err).contains("not a live dg_model_t"),
+                "{}",
+                message(err)
+            );
+            dg_error_free(err);
+        }
     }
 
     #[test]

@@ -182,13 +182,13 @@ pub unsafe fn dg_model_open(
         }
         let load_seconds = started.elapsed().as_secs_f64();
         let architecture = super::owned::c_string(engine.config().architecture.key_prefix());
-        let model = Box::new(dg_model {
+        let model = dg_model {
             engine,
             builder,
             load_seconds,
             architecture,
-        });
-        write_out(out, Box::into_raw(model));
+        };
+        write_out(out, super::handle::register(model));
         Ok(())
     })
 }
@@ -224,8 +224,6 @@ pub unsafe fn dg_model_get_info(
 /// (free it after every thread is done with it); results already returned stay valid.
 #[ffi_export]
 pub unsafe fn dg_model_free(model: *mut dg_model) {
-    if !model.is_null() && model.is_aligned() {
-        // SAFETY: created by `Box::into_raw` in `dg_model_open`, not freed before.
-        super::error::quietly(|| drop(unsafe { Box::from_raw(model) }));
-    }
+    // Only a live model handle is freed: NULL, a second free or another handle type is ignored.
+    super::error::quietly(|| drop(super::handle::unregister(model)));
 }

@@ -103,7 +103,7 @@ pub(crate) fn c_string(s: &str) -> CString {
 ///
 /// # Safety
 /// `p` must be NULL or point to a live `T` for `'a`.
-pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T, Failure> {
+pub(crate) unsafe fn arg_ref<'a, T: 'static>(p: *const T, what: &str) -> Result<&'a T, Failure> {
     if p.is_null() {
         return Err(Failure::null(what));
     }
@@ -112,7 +112,12 @@ pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T, Fa
             "`{what}` is not a valid pointer (misaligned)"
         )));
     }
-    // SAFETY: non-NULL and aligned; liveness is the caller's contract.
+    // Handles are looked up before use: a freed or mistyped one is refused.
+    if let Some(kind) = super::handle::Kind::of::<T>() {
+        super::handle::check_live(p, kind, what)?;
+    }
+    // SAFETY: non-NULL and aligned; a handle is live (checked above), any other struct is
+    // live by the caller's contract.
     Ok(unsafe { &*p })
 }
 
@@ -120,7 +125,10 @@ pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T, Fa
 ///
 /// # Safety
 /// As [`arg_ref`].
-pub(crate) unsafe fn opt_ref<'a, T>(p: *const T, what: &str) -> Result<Option<&'a T>, Failure> {
+pub(crate) unsafe fn opt_ref<'a, T: 'static>(
+    p: *const T,
+    what: &str,
+) -> Result<Option<&'a T>, Failure> {
     if p.is_null() {
         Ok(None)
     } else {

@@ -73,7 +73,7 @@ pub(crate) fn find_item<'r>(rubric: &'r Rubric, id: &str) -> Result<&'r RubricIt
 }
 
 fn finish(rubric: Rubric, out: *mut *mut dg_rubric) -> Result<(), Failure> {
-    write_out(out, Box::into_raw(Box::new(dg_rubric::new(rubric))));
+    write_out(out, super::handle::register(dg_rubric::new(rubric)));
     Ok(())
 }
 
@@ -153,10 +153,8 @@ pub unsafe fn dg_rubric_item_id(rubric: *const dg_rubric, index: usize) -> *cons
 /// Releases a rubric. NULL is ignored. No other call may be using it.
 #[ffi_export]
 pub unsafe fn dg_rubric_free(rubric: *mut dg_rubric) {
-    if !rubric.is_null() && rubric.is_aligned() {
-        // SAFETY: created by `Box::into_raw` in `finish`, not freed before.
-        super::error::quietly(|| drop(unsafe { Box::from_raw(rubric) }));
-    }
+    // Only a live rubric handle is freed: NULL, a second free or another handle type is ignored.
+    super::error::quietly(|| drop(super::handle::unregister(rubric)));
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`TensorSource`]: what the decoder loads from, a GGUF file or an HF directory alike;
 //! - [`weights`]: any model as dense f32 in Hugging Face names and layout;
 //! - [`adapter`]: PEFT LoRA adapters (config, files, validation against a base, merging);
+//! - [`finite`]: finite checks on raw tensor bytes (float values, quantized block scales);
 //! - [`export`]: Hugging Face directories, llama.cpp GGUF adapters and merged GGUF models.
 //!
 //! Only `crate::arch` (families and shapes) lies below; the decoder (`crate::model`) loads
@@ -14,6 +15,7 @@
 pub mod adapter;
 pub mod chat;
 pub mod export;
+pub mod finite;
 pub mod gguf;
 pub mod hf;
 mod source;

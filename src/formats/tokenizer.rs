@@ -74,6 +74,8 @@ pub struct TextTokenizer {
     stop_ids: Vec<u32>,
     special_texts: Vec<String>,
     tokens: Vec<String>,
+    /// Longest text [`TextTokenizer::encode`] accepts, in bytes (see [`TextTokenizer::with_context`]).
+    max_input_bytes: usize,
 }
 
 impl TextTokenizer {
@@ -193,6 +195,7 @@ impl TextTokenizer {
             stop_ids: stop,
             special_texts,
             tokens,
+            max_input_bytes: usize::MAX,
         })
     }
 
@@ -242,6 +245,7 @@ impl TextTokenizer {
             stop_ids: stop,
             special_texts,
             tokens,
+            max_input_bytes: usize::MAX,
         })
     }
 
@@ -255,9 +259,24 @@ impl TextTokenizer {
         &self.inner
     }
 
+    /// This tokenizer with its input bounded for a model of `context` tokens: text longer than
+    /// [`crate::limits::tokenizer_input_limit`] (which cannot fit the context window) is
+    /// refused by [`TextTokenizer::encode`] before it is tokenized.
+    pub fn with_context(mut self, context: usize) -> Self {
+        let longest = self.tokens.iter().map(String::len).max().unwrap_or(1);
+        self.max_input_bytes = crate::limits::tokenizer_input_limit(context, longest);
+        self
+    }
+
+    /// Longest text [`TextTokenizer::encode`] accepts, in bytes.
+    pub fn max_input_bytes(&self) -> usize {
+        self.max_input_bytes
+    }
+
     /// Token ids of `text`, with control tokens written in the text (e.g. `<|im_start|>`) parsed
     /// as such, and BOS prepended when the model asks for it and the text does not start with it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Error::check_limit("tokenizer input bytes", text.len(), self.max_input_bytes)?;
         let enc = self
             .inner
             .encode_fast(text, false)

@@ -151,8 +151,21 @@ fn checked_probes(request: &AuditRequest<'_>) -> Result<Vec<Probe>> {
             dup.id
         )));
     }
+    let max_items = crate::limits::MAX_RUBRIC_ITEMS;
+    Error::check_limit("rubric items", request.items.len(), max_items)?;
     let probes = request.catalog.probes(options.split);
     check_coverage(request.catalog, &probes, options.split)?;
+    let conditions = if options.mitigation_baseline { 2 } else { 1 };
+    let variants = request
+        .items
+        .len()
+        .saturating_mul(probes.len() + 1)
+        .saturating_mul(conditions);
+    Error::check_limit(
+        "prompt variants per call",
+        variants,
+        crate::limits::MAX_VARIANTS_PER_CALL,
+    )?;
     Ok(probes)
 }
 

@@ -148,14 +148,15 @@ impl AdapterComparison {
         (all(&self.base), all(&self.adapted))
     }
 
-    /// The comparison as pretty JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    /// The comparison as pretty JSON; an error when a number in it is NaN or infinite
+    /// ([`super::report::exact_json`]).
+    pub fn to_json(&self) -> Result<String> {
+        super::report::exact_json(self, "adapter comparison")
     }
 
     /// Writes the JSON atomically.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        super::report::write_text(path, &(self.to_json() + "\n"))
+        super::report::write_text(path, &(self.to_json()? + "\n"))
     }
 
     /// A plain-text table, one line per item and category.

@@ -219,6 +219,18 @@ impl ProbeCatalog {
             line: e.line(),
             reason: without_position(&e),
         })?;
+        let wordings = catalog
+            .categories
+            .iter()
+            .flat_map(|c| [&c.poles.high, &c.poles.low])
+            .map(|p| p.wordings.len())
+            .sum::<usize>()
+            + catalog.controls.len();
+        Error::check_limit(
+            "probe wordings",
+            wordings,
+            crate::limits::MAX_PROBE_WORDINGS,
+        )?;
         catalog.validate_in(text, source_name)?;
         Ok(catalog)
     }

@@ -356,9 +356,10 @@ impl AuditReport {
         self.transcript_redacted = true;
     }
 
-    /// Pretty JSON of the report.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("reports serialise")
+    /// Pretty JSON of the report; an [`Error::NonFinite`] when a number in it is NaN or
+    /// infinite (see [`exact_json`]), so no report over NaN is ever written.
+    pub fn to_json(&self) -> Result<String> {
+        exact_json(self, "audit report")
     }
 
     /// Parses a report, refusing other schema versions.
@@ -386,7 +387,26 @@ impl AuditReport {
 
     /// Writes the pretty JSON to `path`, creating parent folders.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.to_json())
+        write_text(path, &self.to_json()?)
+    }
+}
+
+/// Pretty JSON of `value`, checked to read back as exactly `value`. JSON has no NaN or
+/// infinity (serde_json writes them as `null`), so a report holding one would be written as
+/// something else, or as a file `render` cannot read; it is refused instead with
+/// [`Error::NonFinite`] naming `what`.
+pub fn exact_json<T>(value: &T, what: &'static str) -> Result<String>
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq,
+{
+    let refused = |reason: String| Error::NonFinite { what, reason };
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| refused(format!("cannot be written as JSON: {e}")))?;
+    match serde_json::from_str::<T>(&text) {
+        Ok(back) if back == *value => Ok(text),
+        _ => Err(refused(
+            "holds NaN or infinity, which JSON cannot represent; it was not written".into(),
+        )),
     }
 }
 

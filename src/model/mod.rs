@@ -433,7 +433,12 @@ impl Loader<'_> {
                 format!("shape {found:?} does not match the metadata, which implies {dims:?}"),
             ));
         }
-        self.file.load_tensor(name, self.device)
+        let q = self.file.load_tensor(name, self.device)?;
+        // Every tensor the decoder reads is checked finite once, on its stored bytes.
+        if let Some(bad) = crate::formats::finite::first_non_finite(q.dtype(), &q.data()?) {
+            return Err(Error::tensor(name, bad.to_string()));
+        }
+        Ok(q)
     }
 
     fn matrix(&self, name: &str, dims: &[usize]) -> Result<QMatMul> {
@@ -454,16 +459,8 @@ impl Loader<'_> {
         })
     }
 
-    /// A norm weight or bias; NaN or infinity in it is refused (it would poison every score).
+    /// A norm weight or bias (checked finite like every tensor, in [`Loader::qtensor`]).
     fn vector(&self, name: &str, len: usize) -> Result<Tensor> {
-        let v = self.qtensor(name, &[len])?.dequantize(self.device)?;
-        let values = v.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
-        if let Some(i) = values.iter().position(|x| !x.is_finite()) {
-            return Err(Error::tensor(
-                name,
-                format!("value {} at index {i} is not finite", values[i]),
-            ));
-        }
-        Ok(v)
+        Ok(self.qtensor(name, &[len])?.dequantize(self.device)?)
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod gguf;
 pub mod hf;
+pub mod hostile;
 
 pub use gguf::{
     byte_to_char, random_normal, tiny_adapter, tiny_gguf_parts, tiny_vocabulary, write_gguf,

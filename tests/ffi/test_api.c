@@ -669,8 +669,38 @@ static void test_adapters(const char *model_path, const char *adapter_dir) {
     dg_scores_t *again = NULL;
     OK(dg_score(tuned, NULL, items, 1, TRANSCRIPT, NULL, false, &again, &err));
     dg_scores_free(again);
+
+    /* Unloading frees the name (handles that run the adapter keep it); unknown names fail. */
+    FAILS(DG_STATUS_ADAPTER_INVALID, "nope", dg_model_unload_adapter(tuned, "nope", &err));
+    OK(dg_model_unload_adapter(tuned, "debias", &err));
+    FAILS(DG_STATUS_ADAPTER_INVALID, "debias", dg_model_unload_adapter(tuned, "debias", &err));
+    OK(dg_score(tuned, NULL, items, 1, TRANSCRIPT, NULL, false, &again, &err));
+    dg_scores_free(again);
+    OK(dg_model_load_adapter(tuned, "debias", adapter_dir, &err));
     dg_model_free(tuned);
     dg_model_free(plain);
+
+    /* Handle misuse is refused, never dereferenced: a freed model (use after free, double
+     * free), a rubric where a model is expected, and an error slot that still holds an error. */
+    dg_scores_t *none = NULL;
+    FAILS(DG_STATUS_INVALID_ARGUMENT, "not a live dg_model_t",
+          dg_score(tuned, NULL, items, 1, TRANSCRIPT, NULL, false, &none, &err));
+    EXPECT(none == NULL);
+    dg_model_free(tuned);
+    dg_rubric_t *rubric = NULL;
+    OK(dg_rubric_builtin(&rubric, &err));
+    FAILS(DG_STATUS_INVALID_ARGUMENT, "is a dg_rubric_t, not a dg_model_t",
+          dg_score((const dg_model_t *)(const void *)rubric, NULL, items, 1, TRANSCRIPT, NULL,
+                   false, &none, &err));
+    dg_error_t *unread = NULL;
+    EXPECT(dg_model_unload_adapter(plain, "x", &unread) == DG_STATUS_INVALID_ARGUMENT);
+    dg_error_t *first = unread;
+    EXPECT(dg_model_unload_adapter(plain, "x", &unread) == DG_STATUS_INVALID_ARGUMENT);
+    EXPECT(unread == first); /* not overwritten: it would have leaked */
+    dg_error_free(unread);
+    dg_error_free(unread);
+    dg_rubric_free(rubric);
+    dg_rubric_free(rubric);
 
     /* An adapter given at open time runs by default, under the name "default". */
     o.adapter_path = adapter_dir;

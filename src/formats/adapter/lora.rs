@@ -95,13 +95,15 @@ pub fn validated_modules<'a>(
                     )));
                 }
             }
+            let scale = selector.scale(&path);
+            check_update_bound(&path, scale, a, b).map_err(bad)?;
             modules.push(ModuleLora {
                 layer,
                 projection: p,
                 a,
                 b,
                 rank: r,
-                scale: selector.scale(&path),
+                scale,
             });
         }
     }
@@ -109,6 +111,37 @@ pub fn validated_modules<'a>(
         return Err(bad("no projection of the base model is adapted".into()));
     }
     Ok(modules)
+}
+
+/// Largest accepted bound on one projection's update, `|scale| · ‖B‖_F · ‖A‖_F` (an upper
+/// bound of the spectral norm of `scale · B · A`). Trained adapters stay below ~10³ (random
+/// test adapters ≈ 20); 10⁵ leaves room for any of them while keeping `x · Aᵀ · scale·Bᵀ` far
+/// from f32 overflow, so a hostile `lora_alpha = 1e308` or weights of 1e38 are refused at load
+/// instead of turning every score into NaN.
+pub const MAX_ADAPTER_UPDATE_NORM: f64 = 1e5;
+
+/// Checks that a projection's scale is finite and its scaled update bounded by
+/// [`MAX_ADAPTER_UPDATE_NORM`]; the error names the projection.
+fn check_update_bound(
+    path: &str,
+    scale: f64,
+    a: &DenseTensor,
+    b: &DenseTensor,
+) -> std::result::Result<(), String> {
+    let norm = |t: &DenseTensor| {
+        t.data
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let bound = scale.abs() * norm(b) * norm(a);
+    if !scale.is_finite() || !(bound <= MAX_ADAPTER_UPDATE_NORM) {
+        return Err(format!(
+            "{path}: scale {scale:e} × ‖lora_B‖ × ‖lora_A‖ = {bound:e} exceeds the bound of {MAX_ADAPTER_UPDATE_NORM:e} on one projection's update"
+        ));
+    }
+    Ok(())
 }
 
 /// Splits a PEFT key into layer, projection and matrix (0 = A, 1 = B), naming what is wrong.

@@ -220,7 +220,56 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Parsed> {
             return Err(cur.error(format!("tensor `{name}` appears twice")));
         }
     }
+    check_layout(&tensors, alignment, data_len).map_err(|reason| Error::GgufFormat {
+        path: path.to_path_buf(),
+        offset: data_start,
+        reason,
+    })?;
     Ok((metadata, tensors, data_start))
+}
+
+/// Checks that the tensors tile the data section as GGUF writers lay it out: in offset order,
+/// each one starts where the previous one ends, rounded up to `alignment`, and the section
+/// ends within `alignment` bytes of the last one. So byte ranges never overlap, and each
+/// tensor's size, computed from its type's block size, accounts for exactly the bytes it
+/// occupies: a type changed to a larger one runs into its neighbour, a smaller one leaves a
+/// gap, and both are refused (either would read another tensor's bytes, or garbage, as
+/// weights).
+fn check_layout(
+    tensors: &HashMap<String, TensorInfo>,
+    alignment: u64,
+    data_len: u64,
+) -> std::result::Result<(), String> {
+    let mut by_offset: Vec<(&String, &TensorInfo)> = tensors.iter().collect();
+    by_offset.sort_by_key(|(name, t)| (t.offset, name.as_str()));
+    let mut expected = 0u64;
+    let mut previous: Option<&str> = None;
+    for (name, t) in by_offset {
+        let after = previous.map_or(String::new(), |p| format!(" after tensor `{p}`"));
+        if t.offset < expected {
+            return Err(format!(
+                "tensor `{name}` at data offset {} overlaps the bytes{after}, which end at {expected}",
+                t.offset
+            ));
+        }
+        if t.offset > expected {
+            return Err(format!(
+                "tensor `{name}` at data offset {} leaves {} unexplained bytes{after} (its type and shape do not account for the bytes before it)",
+                t.offset,
+                t.offset - expected
+            ));
+        }
+        expected = (t.offset + t.size).div_ceil(alignment) * alignment;
+        previous = Some(name);
+    }
+    if data_len > expected {
+        return Err(format!(
+            "{} bytes after the last tensor `{}` belong to no tensor",
+            data_len - expected,
+            previous.unwrap_or("")
+        ));
+    }
+    Ok(())
 }
 
 /// Bytes taken by a tensor of `dims` elements of `dtype`, if it is a whole number of blocks.

@@ -52,7 +52,7 @@ impl HfModelDir {
         let (shards, index) = if index_path.is_file() {
             open_sharded(&dir, &index_path)?
         } else if single.is_file() {
-            let file = SafetensorsFile::open(&single)?;
+            let file = SafetensorsFile::open(resolve_inside(&dir, &single)?)?;
             let index = file.names().into_iter().map(|n| (n, 0)).collect();
             (vec![file], index)
         } else {
@@ -130,6 +130,33 @@ impl TensorSource for HfModelDir {
     }
 }
 
+/// `file` with symlinks followed, refused unless it lies inside the model directory `dir`
+/// (also resolved). A Hugging Face hub cache snapshot (`…/snapshots/<revision>`) links its
+/// files to `../../blobs/`, so for such a directory the repository folder above `snapshots` is
+/// the boundary.
+fn resolve_inside(dir: &Path, file: &Path) -> Result<std::path::PathBuf> {
+    let canonical = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
+    let root = canonical(dir)?;
+    let root = match root.parent() {
+        Some(snapshots) if snapshots.file_name().is_some_and(|n| n == "snapshots") => {
+            snapshots.parent().unwrap_or(&root).to_path_buf()
+        }
+        _ => root,
+    };
+    let resolved = canonical(file)?;
+    if !resolved.starts_with(&root) {
+        return Err(Error::model_file(
+            file,
+            format!(
+                "resolves to {}, outside the model directory {}",
+                resolved.display(),
+                root.display()
+            ),
+        ));
+    }
+    Ok(resolved)
+}
+
 fn open_sharded(
     dir: &Path,
     index_path: &Path,
@@ -161,7 +188,7 @@ fn open_sharded(
                 format!("shard `{f}` must be a .safetensors file name inside the directory"),
             ));
         }
-        shards.push(SafetensorsFile::open(dir.join(f))?);
+        shards.push(SafetensorsFile::open(resolve_inside(dir, &dir.join(f))?)?);
     }
     let mut index = BTreeMap::new();
     for (name, file) in &parsed.weight_map {

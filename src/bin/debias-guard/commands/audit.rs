@@ -103,10 +103,10 @@ pub fn run(args: AuditArgs) -> debias_guard::Result<ExitCode> {
         table.push_str(&comparison.table());
         plan.table(&table)?;
         if format == Format::Json {
-            crate::output::stdout(&comparison.to_json())?;
+            crate::output::stdout(&comparison.to_json()?)?;
         }
         if let Some(path) = &json {
-            crate::output::write_to(path, &with_newline(comparison.to_json()))?;
+            crate::output::write_to(path, &with_newline(comparison.to_json()?))?;
         }
         if let Some(path) = &html_path {
             crate::output::write_to(path, &compare::render_comparison_html(&comparison))?;
@@ -116,11 +116,11 @@ pub fn run(args: AuditArgs) -> debias_guard::Result<ExitCode> {
         plan.table(&audit_table(&report))?;
         match format {
             Format::Table => {}
-            Format::Json => crate::output::stdout(&with_newline(report.to_json()))?,
+            Format::Json => crate::output::stdout(&with_newline(report.to_json()?))?,
             Format::Csv => crate::output::stdout(&audit_csv(&report))?,
         }
         if let Some(path) = &json {
-            crate::output::write_to(path, &with_newline(report.to_json()))?;
+            crate::output::write_to(path, &with_newline(report.to_json()?))?;
         }
         if let Some(path) = &html_path {
             crate::output::write_to(path, &html::render_html(&report))?;
