@@ -194,7 +194,7 @@ fn nan_in_a_dense_matrix_is_refused_at_load() {
 /// `at` of block 2 (a scale: `d` at 0, `m` at 2 for Q4_1).
 fn model_with_nan_scale(name: &str, dtype: GgmlDType, at: usize) -> std::path::PathBuf {
     let (md, mut tensors) = tiny_gguf_parts(&TinySpec::default()).unwrap();
-    let mut parts = (md, tensors.drain(..).collect::<Vec<_>>());
+    let mut parts = (md, std::mem::take(&mut tensors));
     hostile::edit_tensor_bytes(&mut parts, name, dtype, |raw| {
         let pos = 2 * dtype.type_size() + at;
         raw[pos..pos + 2].copy_from_slice(&hostile::F16_NAN);
@@ -222,7 +222,7 @@ fn nan_block_scales_are_refused_at_load() {
     }
     // The same tensors with finite scales load.
     let (md, mut tensors) = tiny_gguf_parts(&TinySpec::default()).unwrap();
-    let mut parts = (md, tensors.drain(..).collect::<Vec<_>>());
+    let mut parts = (md, std::mem::take(&mut tensors));
     hostile::edit_tensor_bytes(&mut parts, "token_embd.weight", GgmlDType::Q8_0, |_| {}).unwrap();
     let path = scratch_dir("hostile-scale").join("clean-q8.gguf");
     write_gguf(&path, &parts.0, &parts.1).unwrap();

@@ -82,7 +82,7 @@ pub fn first_non_finite(dtype: GgmlDType, raw: &[u8]) -> Option<NonFiniteAt> {
             .chunks_exact(dtype.type_size())
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .enumerate()
-            .find(|(_, d)| !(d.abs() <= MAX_F32_SCALE))
+            .find(|(_, d)| !d.is_finite() || d.abs() > MAX_F32_SCALE)
             .map(|(index, value)| NonFiniteAt {
                 kind: "block scale",
                 index,

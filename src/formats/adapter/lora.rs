@@ -136,7 +136,7 @@ fn check_update_bound(
             .sqrt()
     };
     let bound = scale.abs() * norm(b) * norm(a);
-    if !scale.is_finite() || !(bound <= MAX_ADAPTER_UPDATE_NORM) {
+    if !scale.is_finite() || !bound.is_finite() || bound > MAX_ADAPTER_UPDATE_NORM {
         return Err(format!(
             "{path}: scale {scale:e} × ‖lora_B‖ × ‖lora_A‖ = {bound:e} exceeds the bound of {MAX_ADAPTER_UPDATE_NORM:e} on one projection's update"
         ));
