@@ -20,9 +20,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every model-running subcommand shares.
+/// Which model to open and how.
 #[derive(Args)]
-pub struct Common {
+pub struct ModelOptions {
     /// GGUF model file or Hugging Face model directory [default: $DEBIAS_GUARD_MODEL, then
     /// $XDG_CACHE_HOME/debias-guard/models/ (or ~/.cache/…), then ./models/]
     #[arg(long)]
@@ -30,6 +30,23 @@ pub struct Common {
     /// PEFT LoRA adapter directory to run on top of the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Fold `--adapter` into the weights at load: it then costs nothing per token, and the base
+    /// model alone is no longer available (not with `--compare-base`).
+    #[arg(long, requires = "adapter")]
+    pub merge_adapter: bool,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print what runs (model size, matrix kernel path, threads) to stderr.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Options every single-transcript subcommand shares.
+#[derive(Args)]
+pub struct Common {
+    #[command(flatten)]
+    pub engine: ModelOptions,
     /// Transcript: plain text, one TEACHER:/STUDENT: turn per line; `-` = standard input.
     #[arg(long)]
     pub transcript: PathBuf,
@@ -42,12 +59,6 @@ pub struct Common {
     /// Prompt layout JSON (system line, user-turn template, answer prefix; default: built-in).
     #[arg(long)]
     pub layout: Option<PathBuf>,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Print what runs (model size, matrix kernel path, threads) to stderr.
-    #[arg(long)]
-    pub verbose: bool,
 }
 
 /// How an audit reads ratings.
@@ -104,6 +115,9 @@ pub enum Command {
     /// Export a PEFT LoRA adapter for llama.cpp: as a GGUF LoRA adapter, or merged into a GGUF
     /// base model.
     ExportAdapter(ExportAdapterArgs),
+    /// Audit every transcript of a folder (*.txt) or JSONL file ({"id", "transcript"}): one
+    /// JSON line per transcript (resumable), then the aggregate with 95 % intervals.
+    AuditDataset(DatasetArgs),
     /// Print a shell completion script (e.g. `debias-guard completions bash > ~/.local/share/bash-completion/completions/debias-guard`).
     Completions(CompletionsArgs),
 }
@@ -272,4 +286,58 @@ pub struct CompletionsArgs {
     /// The shell to write a completion script for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Options of `audit-dataset`.
+#[derive(Args)]
+pub struct DatasetArgs {
+    #[command(flatten)]
+    pub engine: ModelOptions,
+    /// A folder of transcripts (`*.txt`, the id is the file stem) or a JSONL file of
+    /// `{"id": …, "transcript": …}` records.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// One JSON line per transcript is appended here as it is audited; a rerun with the same
+    /// file skips the transcripts already in it (a cut last line is audited again).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write the aggregate (JSON) here (`-` = standard output).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Write one CSV row per transcript × item × category here (`-` = standard output).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Comma-separated rubric item ids (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub items: Vec<String>,
+    /// Rubric JSON (default: the built-in rubric).
+    #[arg(long)]
+    pub rubric: Option<PathBuf>,
+    /// Prompt layout JSON (default: built-in).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
+    /// Probe catalog JSON (default: the built-in catalog).
+    #[arg(long)]
+    pub probes: Option<PathBuf>,
+    /// Which wordings to use.
+    #[arg(long, value_enum, default_value_t = SplitArg::All)]
+    pub split: SplitArg,
+    /// Smallest max |Δ| that is flagged, in scale points.
+    #[arg(long, default_value_t = guard::thresholds::DEFAULT_ABS_THRESHOLD, allow_negative_numbers = true)]
+    pub abs_threshold: f64,
+    /// A category must also reach k × the noise floor.
+    #[arg(long, default_value_t = guard::thresholds::DEFAULT_NOISE_MULTIPLE, allow_negative_numbers = true)]
+    pub k: f64,
+    /// Refuse transcripts without speaker turns instead of warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Worst transcript × item × category cases listed in the summary.
+    #[arg(long, default_value_t = 10)]
+    pub worst: usize,
+    /// Bootstrap resamples of the 95 % intervals (0 = none).
+    #[arg(long, default_value_t = debias_guard::stats::bootstrap::DEFAULT_RESAMPLES)]
+    pub bootstrap_resamples: usize,
+    /// Exit with status 3 when any transcript is flagged.
+    #[arg(long)]
+    pub fail_on_flag: bool,
 }

@@ -13,7 +13,7 @@ pub const FLAGGED: u8 = 3;
 
 /// The `after_help` text of the top-level `--help`.
 pub const HELP: &str = "Exit status: 0 clean, 1 error, 2 usage (bad command line), \
-3 flagged (only with --fail-on-flag on `audit` and `check`).";
+3 flagged (only with --fail-on-flag on `audit`, `audit-dataset` and `check`).";
 
 /// `FLAGGED` when `fail_on_flag` and `flagged`, else `CLEAN`.
 pub fn verdict(fail_on_flag: bool, flagged: bool) -> ExitCode {

@@ -50,6 +50,7 @@ fn run(cli: Cli) -> debias_guard::Result<ExitCode> {
         Command::Render(args) => commands::render::run(args),
         Command::ExportAdapter(args) => commands::export::run(args),
         Command::Completions(args) => commands::completions::run(args),
+        Command::AuditDataset(args) => commands::dataset::run(args),
     }
 }
 
@@ -84,12 +85,30 @@ impl Common {
         };
         let (transcript, transcript_name) = input::read_transcript(&self.transcript)?;
         input::check_turns(&transcript, &transcript_name, self.strict)?;
+        let started = Instant::now();
+        let engine = self.engine.open()?;
+        Ok(Loaded {
+            engine,
+            load_seconds: started.elapsed().as_secs_f64(),
+            rubric,
+            transcript,
+            transcript_name,
+        })
+    }
+}
+
+impl args::ModelOptions {
+    /// Finds and opens the model (with `--adapter` active, loaded or merged), printing the
+    /// demo-model note and, with `--verbose`, what runs.
+    pub fn open(&self) -> debias_guard::Result<Engine> {
         let model = model::resolve(self.model.as_deref())?;
         let started = Instant::now();
+        let merge = self.adapter.clone().filter(|_| self.merge_adapter);
         let engine = Engine::open(
             &model,
             &EngineOptions {
                 threads: self.threads,
+                merge_adapter: merge.clone(),
                 ..Default::default()
             },
         )?;
@@ -98,9 +117,13 @@ impl Common {
         }
         if self.verbose {
             eprintln!(
-                "model {} (about {}M parameters), kernel {}, {} threads, loaded in {:.2}s",
+                "model {} (about {}M parameters){}, kernel {}, {} threads, loaded in {:.2}s",
                 model.display(),
                 engine.config().parameter_count().div_ceil(1_000_000),
+                merge
+                    .as_deref()
+                    .map(|d| format!(", adapter {} merged", d.display()))
+                    .unwrap_or_default(),
                 engine
                     .kernel_path()
                     .map_or("candle (quantized or non-x86 weights)", |k| k.name()),
@@ -108,21 +131,14 @@ impl Common {
                 started.elapsed().as_secs_f64()
             );
         }
-        let engine = match &self.adapter {
-            None => engine,
-            Some(dir) => {
+        match &self.adapter {
+            Some(dir) if !self.merge_adapter => {
                 let name = file_name(dir);
                 engine.load_adapter(&name, dir)?;
-                engine.with_adapter(Some(&name))?
+                engine.with_adapter(Some(&name))
             }
-        };
-        Ok(Loaded {
-            engine,
-            load_seconds: started.elapsed().as_secs_f64(),
-            rubric,
-            transcript,
-            transcript_name,
-        })
+            _ => Ok(engine),
+        }
     }
 }
 

@@ -32,8 +32,13 @@ pub fn run(args: AuditArgs) -> debias_guard::Result<ExitCode> {
         compare_base,
     } = args;
     let plan = Plan::new(format, json.as_deref())?;
-    if compare_base && common.adapter.is_none() {
+    if compare_base && common.engine.adapter.is_none() {
         return Err(Error::InvalidInput("--compare-base needs --adapter".into()));
+    }
+    if compare_base && common.engine.merge_adapter {
+        return Err(Error::InvalidInput(
+            "--compare-base needs the base model: drop --merge-adapter".into(),
+        ));
     }
     if compare_base && format == Format::Csv {
         return Err(Error::InvalidInput(
@@ -90,6 +95,7 @@ pub fn run(args: AuditArgs) -> debias_guard::Result<ExitCode> {
             &request,
         )?);
         let adapter = common
+            .engine
             .adapter
             .as_deref()
             .map(crate::file_name)

@@ -33,8 +33,13 @@ pub fn run(args: ScoreArgs) -> debias_guard::Result<ExitCode> {
         json: json_path,
     } = args;
     let plan = Plan::new(format, json_path.as_deref())?;
-    if compare_base && common.adapter.is_none() {
+    if compare_base && common.engine.adapter.is_none() {
         return Err(Error::InvalidInput("--compare-base needs --adapter".into()));
+    }
+    if compare_base && common.engine.merge_adapter {
+        return Err(Error::InvalidInput(
+            "--compare-base needs the base model: drop --merge-adapter".into(),
+        ));
     }
     if let Some(c) = &context {
         debias_guard::prompt::validate_context(c)?;
