@@ -1101,6 +1101,16 @@ dg_model_get_info (
     dg_error_t * * error);
 
 /** \brief
+ *  The matrix kernel the model's dense f32 projections run on: `"avx512"`, `"avx2"`,
+ *  `"portable"`, or `"candle"` (quantized weights, another device, or a build without our
+ *  kernels). Chosen at load from the CPU's features (`DEBIAS_GUARD_KERNEL` forces one). Static:
+ *  never free it. Returns NULL for a NULL, freed or mistyped handle. Thread-safe.
+ */
+char const *
+dg_model_kernel_path (
+    dg_model_t const * model);
+
+/** \brief
  *  Loads a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
  *  into `model` under `name`, checked against the base model. Every handle on the same
  *  weights (see `dg_model_with_adapter`) can then run it; the base weights are not copied.

@@ -13,8 +13,12 @@ fn tmp(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("guard_cli_{name}"))
 }
 
+/// A transcript file of its own for each call: tests run in parallel, and one test rewriting a
+/// shared file while another reads it would hand the reader an empty transcript.
 fn transcript_file() -> PathBuf {
-    let path = tmp("transcript.txt");
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = tmp(&format!("transcript-{n}.txt"));
     std::fs::write(&path, SHORT_TRANSCRIPT).unwrap();
     path
 }
@@ -73,7 +77,10 @@ fn audit_writes_json_and_html_and_prints_a_table() {
     assert_eq!(report.rubric_items.len(), 1);
     assert_eq!(report.rubric_items[0].id, "student_reasoning");
     assert_eq!(report.settings.threads, 1);
-    assert_eq!(report.transcript.name, "guard_cli_transcript.txt");
+    assert_eq!(
+        report.transcript.name,
+        transcript.file_name().unwrap().to_str().unwrap()
+    );
     assert!(report.timings.model_load_seconds.is_some());
     let page = std::fs::read_to_string(&html).unwrap();
     let problems = html_problems(&page);

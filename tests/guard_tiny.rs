@@ -280,6 +280,15 @@ fn every_number_of_an_audit_matches_from_scratch_scoring() {
     assert!(report.timings.tokens_evaluated < report.timings.tokens_requested);
     assert_eq!(report.settings.threads, 1);
     assert!(report.model.adapter.is_none());
+    let kernel = report
+        .model
+        .kernel_path
+        .as_deref()
+        .expect("the kernel path is recorded");
+    assert!(
+        ["avx512", "avx2", "portable", "candle"].contains(&kernel),
+        "{kernel}"
+    );
     assert_eq!(report.model.file_name, "default-llama.gguf");
     let bytes = std::fs::read(engine.path()).unwrap();
     assert_eq!(report.model.sha256, guard::report::sha256_hex(&bytes));

@@ -220,6 +220,30 @@ pub unsafe fn dg_model_get_info(
     })
 }
 
+/// The matrix kernel the model's dense f32 projections run on: `"avx512"`, `"avx2"`,
+/// `"portable"`, or `"candle"` (quantized weights, another device, or a build without our
+/// kernels). Chosen at load from the CPU's features (`DEBIAS_GUARD_KERNEL` forces one). Static:
+/// never free it. Returns NULL for a NULL, freed or mistyped handle. Thread-safe.
+#[ffi_export]
+pub unsafe fn dg_model_kernel_path(model: *const dg_model) -> *const c_char {
+    let name = |model: &dg_model| -> &'static [u8] {
+        match model.engine.kernel_path() {
+            Some(crate::model::kernels::KernelPath::Avx512) => b"avx512\0",
+            Some(crate::model::kernels::KernelPath::Avx2) => b"avx2\0",
+            Some(crate::model::kernels::KernelPath::Portable) => b"portable\0",
+            None => b"candle\0",
+        }
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: NULL or a live model (header conventions); checked by `arg_ref`.
+        match unsafe { arg_ref(model, "model") } {
+            Ok(m) => name(m).as_ptr().cast(),
+            Err(_) => ptr::null(),
+        }
+    }))
+    .unwrap_or(ptr::null())
+}
+
 /// Releases a model and its worker pool. NULL is ignored. No other call may be using the model
 /// (free it after every thread is done with it); results already returned stay valid.
 #[ffi_export]

@@ -73,8 +73,13 @@ pub struct ModelInfo {
     pub architecture: String,
     /// Context window in tokens.
     pub context_length: usize,
-    /// Adapter applied on top of the weights (none yet: always `null`).
+    /// Adapter the scores ran with: the name it was loaded under, or `<dir> (merged)` for an
+    /// adapter folded into the weights at load; `null` for the base model.
     pub adapter: Option<String>,
+    /// Matrix kernel of the dense projections (`avx512`, `avx2`, `portable`, or `candle`);
+    /// absent in reports written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_path: Option<String>,
 }
 
 impl ModelInfo {
@@ -92,7 +97,17 @@ impl ModelInfo {
             size_bytes,
             architecture: config.architecture.key_prefix().to_string(),
             context_length: config.context_length,
-            adapter: None,
+            adapter: engine.active_adapter().map(str::to_string).or_else(|| {
+                engine
+                    .merged_adapter()
+                    .map(|dir| format!("{} (merged)", dir.display()))
+            }),
+            kernel_path: Some(
+                engine
+                    .kernel_path()
+                    .map_or("candle", |k| k.name())
+                    .to_string(),
+            ),
         })
     }
 }

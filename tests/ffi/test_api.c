@@ -185,6 +185,12 @@ static dg_model_t *test_model(const char *path) {
     EXPECT(info.vocab_size > 256);
     EXPECT(info.threads == 2);
     EXPECT(info.load_seconds >= 0.0);
+    /* The matrix kernel: one of the named paths (the tiny model is dense f32), static text. */
+    const char *kernel = dg_model_kernel_path(model);
+    EXPECT(kernel != NULL);
+    EXPECT(strcmp(kernel, "avx512") == 0 || strcmp(kernel, "avx2") == 0 ||
+           strcmp(kernel, "portable") == 0 || strcmp(kernel, "candle") == 0);
+    EXPECT(dg_model_kernel_path(NULL) == NULL);
 
     /* A second model with NULL options: all defaults, the default (longer) prompt layout. */
     dg_model_t *other = NULL;
