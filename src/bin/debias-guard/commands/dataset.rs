@@ -77,7 +77,7 @@ pub fn run(args: DatasetArgs) -> debias_guard::Result<ExitCode> {
         }
         order.push(input.id);
     }
-    if done.len() > 0 {
+    if !done.is_empty() {
         eprintln!(
             "resuming: {} of {} transcripts already in {}",
             order.len() - pending,
