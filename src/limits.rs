@@ -2,10 +2,12 @@
 //! can ask for; each is checked before any model work, and exceeding one is an
 //! [`Error::WorkLimit`](crate::Error::WorkLimit) naming it (`DG_STATUS_RESOURCE_LIMIT` in the
 //! C ABI). The limits sit far above real use (the built-in rubric has 3 items of 4–7 labels,
-//! the built-in catalog 70 wordings, an audit of both 426 prompts) and far below what would
-//! take minutes or gigabytes. Prompt and transcript tokens are bounded by the model's
-//! context length (a longer prompt is [`Error::ContextOverflow`](crate::Error::ContextOverflow)),
-//! and text is bounded in bytes by [`tokenizer_input_limit`] before it is tokenized. `docs/RELIABILITY.md` lists them with the other guards.
+//! the built-in catalog 80 wordings; an audit of all three items with the mitigation baseline
+//! scores 486 prompts) and far below what would take minutes or gigabytes. Prompt and
+//! transcript tokens are bounded by the model's context length (a longer prompt is
+//! [`Error::ContextOverflow`](crate::Error::ContextOverflow)), and text is bounded in bytes by
+//! [`tokenizer_input_limit`] before it is tokenized. `docs/RELIABILITY.md` lists them with the
+//! other guards.
 
 /// Most rubric items in one rubric file or one audit call.
 pub const MAX_RUBRIC_ITEMS: usize = 64;
