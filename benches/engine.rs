@@ -12,59 +12,15 @@
 //! supported, `none` skips the comparison), BENCH_ONLY_PATHS=1 (only the kernel-path comparison).
 
 use debias_guard::adapter::PeftConfig;
-use debias_guard::guard::probes::{PoleSide, ProbeKind};
 use debias_guard::model::kernels::KernelPath;
 use debias_guard::model::Projection;
-use debias_guard::{
-    Engine, EngineOptions, LabelPrompt, ProbeCatalog, PromptBuilder, Rubric, SplitSelection,
-    Transcript,
-};
+use debias_guard::{Engine, EngineOptions, LabelPrompt, PromptBuilder, Rubric, Transcript};
 use debias_guard_testkit::tiny_adapter;
 use serde_json::json;
 use std::time::Instant;
 
-const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-const TRANSCRIPT: &str = "assets/transcripts/fractions_discussion.txt";
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The first wording of each category's high pole, then the first control: 8 contexts.
-fn contexts() -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    let mut control = None;
-    for probe in ProbeCatalog::builtin().probes(SplitSelection::All) {
-        match &probe.kind {
-            ProbeKind::Category {
-                category,
-                pole: PoleSide::High,
-            } if !seen.contains(category) => {
-                seen.push(category.clone());
-                out.push((probe.id, probe.text));
-            }
-            ProbeKind::Control if control.is_none() => control = Some((probe.id, probe.text)),
-            _ => {}
-        }
-    }
-    out.extend(control);
-    out.truncate(8);
-    out
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
+mod common;
+use common::*;
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -193,10 +149,6 @@ fn kernel_paths(
         );
     }
     json!({"first": paths[0].name(), "load_average": load_average(), "paths": out})
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }
 
 fn main() {

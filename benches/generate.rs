@@ -13,58 +13,16 @@
 //! end-of-turn token ends a branch early), greedy. Run: `cargo bench --bench generate`
 //! (results: target/bench/generate.json). Env: BENCH_RUNS (3), BENCH_THREADS (2), BENCH_TOKENS.
 
-use debias_guard::guard::probes::{PoleSide, ProbeKind};
 use debias_guard::guard::reasoned::{label_prompt_after, reasoning_prompt};
 use debias_guard::{
-    Engine, EngineOptions, GenerateOptions, Generation, LabelPrompt, ProbeCatalog, PromptBuilder,
-    Rubric, SplitSelection, Transcript,
+    Engine, EngineOptions, GenerateOptions, Generation, LabelPrompt, PromptBuilder, Rubric,
+    Transcript,
 };
 use serde_json::json;
 use std::time::Instant;
 
-const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-const TRANSCRIPT: &str = "assets/transcripts/fractions_discussion.txt";
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The first wording of each category's high pole, then the first control: 8 contexts (as in
-/// the engine bench).
-fn contexts() -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    let mut control = None;
-    for probe in ProbeCatalog::builtin().probes(SplitSelection::All) {
-        match &probe.kind {
-            ProbeKind::Category {
-                category,
-                pole: PoleSide::High,
-            } if !seen.contains(category) => {
-                seen.push(category.clone());
-                out.push(probe.text);
-            }
-            ProbeKind::Control if control.is_none() => control = Some(probe.text),
-            _ => {}
-        }
-    }
-    out.extend(control);
-    out.truncate(8);
-    out
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
+mod common;
+use common::*;
 
 /// One reasoned pass over `prompts`: generations (serial or batched), then the ratings read
 /// after them (`shared`: one prefix-shared pass, else each label prompt alone). Returns the
@@ -121,7 +79,7 @@ fn main() {
     let item = &Rubric::builtin().items[0];
     let contexts = contexts();
     let prompts: Vec<String> = std::iter::once(None)
-        .chain(contexts.iter().map(|c| Some(c.as_str())))
+        .chain(contexts.iter().map(|(_, text)| Some(text.as_str())))
         .map(|c| reasoning_prompt(&engine, &builder, &transcript, item, c, false).unwrap())
         .collect();
     let prompt_tokens = engine.tokenize(&prompts[0]).unwrap().len();

@@ -14,6 +14,9 @@ use candle_core::{Device, Tensor};
 use debias_guard::model::kernels::{KernelPath, PackedLinear};
 use std::time::Instant;
 
+mod common;
+use common::*;
+
 const MS: [usize; 4] = [1, 30, 512, 700];
 const NK: [(usize, usize); 5] = [
     (576, 576),
@@ -23,27 +26,10 @@ const NK: [(usize, usize); 5] = [
     (49152, 576),
 ];
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn env_list(key: &str) -> Option<Vec<String>> {
     std::env::var(key)
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -206,8 +192,4 @@ fn run(threads: usize) -> candle_core::Result<()> {
     }
     println!("load average: {}", load_average());
     Ok(())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }
