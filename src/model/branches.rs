@@ -10,7 +10,7 @@
 
 use super::{DecoderModel, KvState};
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 /// A KV state: a shared prefix, then appended slots that each continue the prefix or an earlier
 /// slot. Cloning shares the tensors (a fork), as for [`KvState`].
@@ -133,11 +133,7 @@ impl DecoderModel {
             }
         }
         if rows.is_empty() {
-            return Ok(Tensor::zeros(
-                (0, self.config.vocab_size),
-                DType::F32,
-                &self.device,
-            )?);
+            return self.no_logits();
         }
         // Rows come chunk by chunk, so reorder them into the order of `read`.
         let hidden = Tensor::cat(&rows, 0)?;
@@ -148,9 +144,7 @@ impl DecoderModel {
             back[i] = row as u32;
         }
         let hidden = hidden.index_select(&Tensor::from_vec(back, read.len(), &self.device)?, 0)?;
-        let hidden =
-            candle_nn::ops::rms_norm(&hidden, &self.output_norm, self.config.rms_eps as f32)?;
-        Ok(self.output.forward(&hidden)?)
+        self.logits_of(&hidden)
     }
 }
 

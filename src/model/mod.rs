@@ -253,16 +253,24 @@ impl DecoderModel {
             }
         }
         if rows.is_empty() {
-            return Ok(Tensor::zeros(
-                (0, self.config.vocab_size),
-                DType::F32,
-                &self.device,
-            )?);
+            return self.no_logits();
         }
-        let hidden = Tensor::cat(&rows, 0)?;
-        let hidden =
-            candle_nn::ops::rms_norm(&hidden, &self.output_norm, self.config.rms_eps as f32)?;
-        Ok(self.output.forward(&hidden)?)
+        self.logits_of(&Tensor::cat(&rows, 0)?)
+    }
+
+    /// Logits `[rows, vocab]` of final hidden states: the output norm, then the output matrix.
+    pub(crate) fn logits_of(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(hidden, &self.output_norm, self.config.rms_eps as f32)?;
+        Ok(self.output.forward(&h)?)
+    }
+
+    /// Logits of no position: an empty `[0, vocab]` tensor.
+    pub(crate) fn no_logits(&self) -> Result<Tensor> {
+        Ok(Tensor::zeros(
+            (0, self.config.vocab_size),
+            DType::F32,
+            &self.device,
+        )?)
     }
 
     /// Runs one chunk through every block; returns the final hidden states `[len, hidden]`.
@@ -363,17 +371,12 @@ impl DecoderModel {
         let mut scratch = state.fork();
         let hidden = self.run_blocks(tokens, &positions, Some(&mask), &mut scratch)?;
         if read.is_empty() {
-            return Ok(Tensor::zeros(
-                (0, self.config.vocab_size),
-                DType::F32,
-                &self.device,
-            )?);
+            return self.no_logits();
         }
         let rows: Vec<u32> = read.iter().map(|&i| i as u32).collect();
         let idx = Tensor::from_vec(rows, read.len(), &self.device)?;
         let h = hidden.index_select(&idx, 0)?;
-        let h = candle_nn::ops::rms_norm(&h, &self.output_norm, self.config.rms_eps as f32)?;
-        Ok(self.output.forward(&h)?)
+        self.logits_of(&h)
     }
 }
 
