@@ -14,7 +14,7 @@ mod output;
 
 use args::{Cli, Command, Common};
 use clap::Parser;
-use debias_guard::guard;
+use debias_guard::guard::{self, ProbeCatalog};
 use debias_guard::{Engine, EngineOptions, Error, PromptBuilder, Rubric, RubricItem, Transcript};
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,21 +68,39 @@ pub struct Loaded {
     pub transcript_name: String,
 }
 
+/// The prompt builder of a `--layout` file, or the default one.
+pub fn prompt_builder(layout: Option<&Path>) -> debias_guard::Result<PromptBuilder> {
+    match layout {
+        Some(path) => PromptBuilder::new(debias_guard::PromptLayout::load(path)?),
+        None => Ok(PromptBuilder::default()),
+    }
+}
+
+/// The rubric of a `--rubric` file, or the built-in one.
+pub fn rubric(path: Option<&Path>) -> debias_guard::Result<Rubric> {
+    match path {
+        Some(p) => Rubric::load(p),
+        None => Ok(Rubric::builtin()),
+    }
+}
+
+/// The probe catalog of a `--probes` file, or the built-in one, with its name in reports.
+pub fn probe_catalog(path: Option<&Path>) -> debias_guard::Result<(ProbeCatalog, String)> {
+    Ok(match path {
+        Some(p) => (ProbeCatalog::load(p)?, file_name(p)),
+        None => (ProbeCatalog::builtin(), "<built-in probes>".to_string()),
+    })
+}
+
 impl Common {
     /// The prompt builder for `--layout`, or the default one.
     pub fn prompt_builder(&self) -> debias_guard::Result<PromptBuilder> {
-        match &self.layout {
-            Some(path) => PromptBuilder::new(debias_guard::PromptLayout::load(path)?),
-            None => Ok(PromptBuilder::default()),
-        }
+        prompt_builder(self.layout.as_deref())
     }
 
     /// Reads the rubric and the transcript (cheap, checked first), then opens the model.
     pub fn load(&self) -> debias_guard::Result<Loaded> {
-        let rubric = match &self.rubric {
-            Some(p) => Rubric::load(p)?,
-            None => Rubric::builtin(),
-        };
+        let rubric = rubric(self.rubric.as_deref())?;
         let (transcript, transcript_name) = input::read_transcript(&self.transcript)?;
         input::check_turns(&transcript, &transcript_name, self.strict)?;
         let started = Instant::now();

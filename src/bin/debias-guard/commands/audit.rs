@@ -4,8 +4,8 @@
 use crate::args::{AuditArgs, Mode};
 use crate::output::{csv_line, Format, Plan};
 use debias_guard::guard::{
-    self, compare, html, AuditMode, AuditOptions, AuditReport, AuditRequest, ProbeCatalog,
-    ReasoningOptions, Thresholds, VerdictStatus,
+    self, compare, html, AuditMode, AuditOptions, AuditReport, AuditRequest, ReasoningOptions,
+    Thresholds, VerdictStatus,
 };
 use debias_guard::Error;
 use std::process::ExitCode;
@@ -59,10 +59,7 @@ pub fn run(args: AuditArgs) -> debias_guard::Result<ExitCode> {
             AuditMode::Reasoned(r)
         }
     };
-    let (catalog, catalog_name) = match &probes {
-        Some(p) => (ProbeCatalog::load(p)?, crate::file_name(p)),
-        None => (ProbeCatalog::builtin(), "<built-in probes>".to_string()),
-    };
+    let (catalog, catalog_name) = crate::probe_catalog(probes.as_deref())?;
     let l = common.load()?;
     let selected = crate::select_items(&l.rubric, &items)?;
     let builder = common.prompt_builder()?;

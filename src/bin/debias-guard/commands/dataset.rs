@@ -6,9 +6,9 @@ use crate::args::DatasetArgs;
 use debias_guard::guard::dataset::{
     complete_lines, read_records, summarise, to_csv, DatasetInputs, DatasetRecord, DatasetSummary,
 };
-use debias_guard::guard::{self, AuditMode, AuditOptions, AuditRequest, ProbeCatalog, Thresholds};
+use debias_guard::guard::{self, AuditMode, AuditOptions, AuditRequest, Thresholds};
 use debias_guard::stats::bootstrap::{BootstrapOptions, Estimate, DEFAULT_SEED};
-use debias_guard::{Error, PromptBuilder, Rubric, Transcript};
+use debias_guard::{Error, Transcript};
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,19 +17,10 @@ use std::time::Instant;
 /// Runs the dataset audit and reports it.
 pub fn run(args: DatasetArgs) -> debias_guard::Result<ExitCode> {
     let thresholds = Thresholds::new(args.abs_threshold, args.k)?;
-    let rubric = match &args.rubric {
-        Some(p) => Rubric::load(p)?,
-        None => Rubric::builtin(),
-    };
+    let rubric = crate::rubric(args.rubric.as_deref())?;
     let items = crate::select_items(&rubric, &args.items)?;
-    let builder = match &args.layout {
-        Some(p) => PromptBuilder::new(debias_guard::PromptLayout::load(p)?)?,
-        None => PromptBuilder::default(),
-    };
-    let (catalog, catalog_name) = match &args.probes {
-        Some(p) => (ProbeCatalog::load(p)?, crate::file_name(p)),
-        None => (ProbeCatalog::builtin(), "<built-in probes>".to_string()),
-    };
+    let builder = crate::prompt_builder(args.layout.as_deref())?;
+    let (catalog, catalog_name) = crate::probe_catalog(args.probes.as_deref())?;
     // Everything already in the output (complete lines only) counts as done.
     let earlier = match std::fs::read(&args.out) {
         Ok(bytes) => {
