@@ -1,4 +1,5 @@
-//! Reading user text: bounded file reads and UTF-8 checks that report where the bad byte is.
+//! User text in and out: bounded file reads, UTF-8 checks that report where the bad byte is,
+//! and CSV field quoting.
 
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -34,4 +35,14 @@ pub fn utf8_str<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a str> {
         what,
         offset: e.valid_up_to(),
     })
+}
+
+/// One CSV field: quoted (with inner quotes doubled) when it holds a comma, a quote or a line
+/// break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

@@ -11,7 +11,7 @@ use super::report::{AuditReport, VariantKind};
 use crate::error::{Error, Result};
 use crate::prompt::MAX_TRANSCRIPT_BYTES;
 use crate::stats::bootstrap::{mean_at, BootstrapOptions, ClusterResamples, Estimate};
-use crate::textio::read_text_file;
+use crate::textio::{csv_field, read_text_file};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -483,14 +483,6 @@ pub fn to_csv(records: &[DatasetRecord]) -> String {
         }
     }
     out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

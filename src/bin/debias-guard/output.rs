@@ -84,20 +84,11 @@ pub fn json<T: serde::Serialize>(value: &T) -> String {
     s
 }
 
-/// One CSV field: quoted when it holds a comma, a quote or a line break.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// One CSV line from fields (already formatted).
 pub fn csv_line(fields: &[String]) -> String {
     let mut line = fields
         .iter()
-        .map(|f| csv_field(f))
+        .map(|f| debias_guard::textio::csv_field(f))
         .collect::<Vec<_>>()
         .join(",");
     line.push('\n');
