@@ -426,6 +426,43 @@ fn hf_shards_that_link_outside_the_directory_are_refused() {
     HfModelDir::open(&dir).unwrap();
 }
 
+#[test]
+fn hf_config_and_tokenizer_files_that_link_outside_are_refused() {
+    let root = scratch_dir("hostile-hf-files");
+    let _ = std::fs::remove_dir_all(&root);
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        let dir = root.join(name.replace('.', "-"));
+        write_tiny_hf_model(&dir, &HfModelSpec::default()).unwrap();
+        let file = dir.join(name);
+        let outside = root.join(format!("outside-{name}"));
+        if file.is_file() {
+            std::fs::rename(&file, &outside).unwrap();
+        } else {
+            std::fs::write(&outside, "{{ messages[0].content }}").unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, &file).unwrap();
+        let opened = HfModelDir::open(&dir).and_then(|m| {
+            m.tokenizer()?;
+            m.chat_template()
+        });
+        match opened {
+            Err(Error::ModelFile { reason, .. }) => {
+                assert!(
+                    reason.contains("outside the model directory"),
+                    "{name}: {reason}"
+                )
+            }
+            Err(e) => panic!("{name}: unexpected {e}"),
+            Ok(_) => panic!("{name}: followed a link out of the directory"),
+        }
+    }
+}
+
 fn work_limit(e: Error) -> (&'static str, usize, usize) {
     match e {
         Error::WorkLimit {

@@ -3,6 +3,7 @@
 //! Weights keep Hugging Face's q/k row order, so the model runs RoPE over halves.
 
 mod config;
+mod paths;
 mod safetensors;
 mod tokenizer;
 
@@ -17,6 +18,7 @@ use crate::formats::tokenizer::TextTokenizer;
 use crate::formats::TensorSource;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use paths::{existing_file, resolve_inside};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +48,9 @@ impl HfModelDir {
     /// shards agree.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        let config = HfConfig::load(&dir.join("config.json"))?;
+        let config_path = existing_file(&dir, "config.json")?
+            .ok_or_else(|| Error::model_file(&dir, "no config.json"))?;
+        let config = HfConfig::load(&config_path)?;
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
         let (shards, index) = if index_path.is_file() {
@@ -128,33 +132,6 @@ impl TensorSource for HfModelDir {
             .filter(|n| self.hf_name_for(n).is_some())
             .collect()
     }
-}
-
-/// `file` with symlinks followed, refused unless it lies inside the model directory `dir`
-/// (also resolved). A Hugging Face hub cache snapshot (`…/snapshots/<revision>`) links its
-/// files to `../../blobs/`, so for such a directory the repository folder above `snapshots` is
-/// the boundary.
-fn resolve_inside(dir: &Path, file: &Path) -> Result<std::path::PathBuf> {
-    let canonical = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
-    let root = canonical(dir)?;
-    let root = match root.parent() {
-        Some(snapshots) if snapshots.file_name().is_some_and(|n| n == "snapshots") => {
-            snapshots.parent().unwrap_or(&root).to_path_buf()
-        }
-        _ => root,
-    };
-    let resolved = canonical(file)?;
-    if !resolved.starts_with(&root) {
-        return Err(Error::model_file(
-            file,
-            format!(
-                "resolves to {}, outside the model directory {}",
-                resolved.display(),
-                root.display()
-            ),
-        ));
-    }
-    Ok(resolved)
 }
 
 fn open_sharded(

@@ -1,5 +1,6 @@
 //! `tokenizer.json` + `tokenizer_config.json` → [`TextTokenizer`] and chat template.
 
+use super::paths::existing_file;
 use super::HfConfig;
 use crate::error::{Error, Result};
 use crate::formats::tokenizer::TextTokenizer;
@@ -13,7 +14,8 @@ const MAX_TOKENIZER_CONFIG_BYTES: usize = 8 << 20;
 
 /// Loads the tokenizer of a model directory.
 pub fn load(dir: &Path, config: &HfConfig) -> Result<TextTokenizer> {
-    let path = dir.join("tokenizer.json");
+    let path = existing_file(dir, "tokenizer.json")?
+        .ok_or_else(|| Error::model_file(dir, "no tokenizer.json"))?;
     let text = read_text_file(&path, MAX_TOKENIZER_BYTES, "tokenizer.json")?;
     let inner = tokenizers::Tokenizer::from_bytes(text.as_bytes())
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
@@ -44,8 +46,7 @@ pub fn load(dir: &Path, config: &HfConfig) -> Result<TextTokenizer> {
 /// The chat template: `chat_template.jinja`, else `chat_template` of `tokenizer_config.json`
 /// (a string, or a list of named templates of which `default` is taken).
 pub fn chat_template(dir: &Path) -> Result<Option<String>> {
-    let jinja = dir.join("chat_template.jinja");
-    if jinja.is_file() {
+    if let Some(jinja) = existing_file(dir, "chat_template.jinja")? {
         return read_text_file(&jinja, MAX_TOKENIZER_CONFIG_BYTES, "chat template").map(Some);
     }
     let Some(settings) = tokenizer_config(dir)? else {
@@ -64,10 +65,9 @@ pub fn chat_template(dir: &Path) -> Result<Option<String>> {
 }
 
 fn tokenizer_config(dir: &Path) -> Result<Option<serde_json::Value>> {
-    let path = dir.join("tokenizer_config.json");
-    if !path.is_file() {
+    let Some(path) = existing_file(dir, "tokenizer_config.json")? else {
         return Ok(None);
-    }
+    };
     let text = read_text_file(&path, MAX_TOKENIZER_CONFIG_BYTES, "tokenizer_config.json")?;
     serde_json::from_str(&text)
         .map(Some)
