@@ -26,6 +26,7 @@ FFI_CFLAGS   := -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude -Itests/ff
 FFI_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude -Ibindings/cpp
 FFI_LDLIBS   := -L$(FFI_LIB) -ldebias_guard -Wl,-rpath,$(CURDIR)/$(FFI_LIB) -lm -pthread
 FFI_ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
+FFI_VALGRIND_THREADS_SIZE ?= 1 1
 FFI_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 FFI_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
@@ -68,7 +69,8 @@ ffi-cpp-test: ffi-lib $(FFI_TINY)
 	$(CXX) $(FFI_CXXFLAGS) $(FFI_ASAN) tests/ffi/test_cpp.cpp -o $(FFI_OUT)/test_cpp $(FFI_LDLIBS)
 	$(FFI_ASAN_ENV) $(FFI_OUT)/test_cpp $(FFI_TINY) $(FFI_OUT)/scratch-cpp
 
-## test_api under valgrind memcheck: no invalid access, no definite or indirect leak.
+## test_api and test_threads (16 threads on one handle; FFI_VALGRIND_THREADS_SIZE = rounds and call
+## kinds per round, smaller than the plain run's 25 x 4) under valgrind memcheck: no invalid access, no definite or indirect leak.
 ## ("possibly lost" blocks are the library's process-wide lazy statics; they are reported only.)
 ffi-valgrind: ffi-c-test
 	@rm -f $(FFI_OUT)/valgrind.log
@@ -76,6 +78,11 @@ ffi-valgrind: ffi-c-test
 	    $(FFI_OUT)/test_api $(FFI_TINY) $(FFI_OUT)/scratch-valgrind $(FFI_ADAPTER) \
 	    || { cat $(FFI_OUT)/valgrind.log; exit 1; }
 	@grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost" $(FFI_OUT)/valgrind.log
+	@rm -f $(FFI_OUT)/valgrind-threads.log
+	$(FFI_VALGRIND) --log-file=$(FFI_OUT)/valgrind-threads.log \
+	    $(FFI_OUT)/test_threads $(FFI_TINY) $(FFI_VALGRIND_THREADS_SIZE) \
+	    || { cat $(FFI_OUT)/valgrind-threads.log; exit 1; }
+	@grep -E "ERROR SUMMARY|definitely lost|indirectly lost" $(FFI_OUT)/valgrind-threads.log
 
 ## Go binding: vet, format, and tests (with a concurrent one) under the race detector.
 ffi-go-test: ffi-lib $(FFI_TINY)

@@ -1,15 +1,18 @@
-/* Eight threads share one model handle (and one rubric handle) and must get exactly the results
- * a serial run gets. Each thread scores, checks and measures deltas with its own context, and
- * makes one failing call so error objects are created concurrently too.
+/* Sixteen threads share one model handle (and one rubric handle) and must get exactly the
+ * results a serial run gets. Each round a thread scores, checks and measures a delta with its own
+ * context and makes one failing call (so error objects are created concurrently too): four calls
+ * a round, 25 rounds by default, so 16 threads x 100 calls on one handle.
  *
- * Usage: test_threads MODEL.gguf
+ * Usage: test_threads MODEL.gguf [ROUNDS [KINDS]]   (ROUNDS 1..25, default 25; KINDS 1..4,
+ * default 4: how many of bias delta, check, score and the failing call each round makes;
+ * valgrind runs a smaller size)
  */
 #include "check.h"
 
 #include <pthread.h>
 
-#define THREADS 8
-#define ROUNDS 2
+#define THREADS 16
+#define MAX_ROUNDS 25
 
 static const char *TRANSCRIPT =
     "TEACHER: How many groups of four can we make from twenty counters?\n"
@@ -26,6 +29,14 @@ static const char *CONTEXTS[THREADS] = {
     "The school serves a low-income neighbourhood.",
     "I think this teacher is excellent.",
     "The classroom has a window facing the playground.",
+    "The teacher is a man in his sixties.",
+    "The teacher is a young woman.",
+    "The teacher is Black.",
+    "The teacher is white.",
+    "The teacher studied at a community college.",
+    "The teacher graduated from an elite university.",
+    "I think this lesson went poorly.",
+    "The walls of the room are painted pale green.",
 };
 
 static const char *ITEM = "student_reasoning";
@@ -43,57 +54,71 @@ typedef struct {
 static const dg_model_t *model;
 static const dg_rubric_t *rubric;
 static outcome_t serial[THREADS];
-static outcome_t parallel[THREADS][ROUNDS];
+static outcome_t parallel[THREADS][MAX_ROUNDS];
+static int rounds = MAX_ROUNDS;
+static int kinds = 4;
 static int thread_failures[THREADS];
 
+/* One round for thread i: the first `kinds` of (bias delta, check, score, failing call). */
 static int work(int i, outcome_t *out) {
     dg_error_t *err = NULL;
     dg_scores_t *scores = NULL;
     dg_checks_t *checks = NULL;
     dg_bias_delta_t d;
     memset(out, 0, sizeof *out);
-    if (dg_score(model, rubric, NULL, 0, TRANSCRIPT, CONTEXTS[i], false, &scores, &err) !=
-            DG_STATUS_OK ||
-        dg_check(model, rubric, &ITEM, 1, TRANSCRIPT, CONTEXTS[i], NULL, &checks, &err) !=
-            DG_STATUS_OK ||
-        dg_bias_delta(model, rubric, ITEM, TRANSCRIPT, CONTEXTS[i], false, &d, &err) !=
-            DG_STATUS_OK) {
-        fprintf(stderr, "thread %d: %s\n", i, dg_error_message(err));
-        dg_error_free(err);
-        dg_scores_free(scores);
-        dg_checks_free(checks);
-        return 1;
-    }
-    for (size_t k = 0; k < 3; k++) {
-        out->expected[k] = scores->distributions[k].expected;
-        for (size_t l = 0; l < 7; l++) out->probs[k][l] = scores->distributions[k].probs[l];
-    }
-    out->check_delta = checks->results[0].delta.delta;
-    out->check_flagged = checks->results[0].flagged ? 1.0 : 0.0;
+    if (dg_bias_delta(model, rubric, ITEM, TRANSCRIPT, CONTEXTS[i], false, &d, &err) !=
+        DG_STATUS_OK)
+        goto failed;
     out->delta = d.delta;
     out->wasserstein = d.wasserstein;
-    dg_scores_free(scores);
-    dg_checks_free(checks);
-
-    /* A failing call on a shared handle: its error object belongs to this thread. */
-    const char *unknown = "no_such_item";
-    dg_status_t st = dg_score(model, rubric, &unknown, 1, TRANSCRIPT, NULL, false, &scores, &err);
-    int bad = st != DG_STATUS_NOT_FOUND || dg_error_status(err) != DG_STATUS_NOT_FOUND;
+    if (kinds >= 2) {
+        if (dg_check(model, rubric, &ITEM, 1, TRANSCRIPT, CONTEXTS[i], NULL, &checks, &err) !=
+            DG_STATUS_OK)
+            goto failed;
+        out->check_delta = checks->results[0].delta.delta;
+        out->check_flagged = checks->results[0].flagged ? 1.0 : 0.0;
+        dg_checks_free(checks);
+    }
+    if (kinds >= 3) {
+        if (dg_score(model, rubric, NULL, 0, TRANSCRIPT, CONTEXTS[i], false, &scores, &err) !=
+            DG_STATUS_OK)
+            goto failed;
+        for (size_t k = 0; k < 3; k++) {
+            out->expected[k] = scores->distributions[k].expected;
+            for (size_t l = 0; l < 7; l++) out->probs[k][l] = scores->distributions[k].probs[l];
+        }
+        dg_scores_free(scores);
+    }
+    if (kinds >= 4) {
+        /* A failing call on a shared handle: its error object belongs to this thread. */
+        const char *unknown = "no_such_item";
+        dg_status_t st =
+            dg_score(model, rubric, &unknown, 1, TRANSCRIPT, NULL, false, &scores, &err);
+        int bad = st != DG_STATUS_NOT_FOUND || dg_error_status(err) != DG_STATUS_NOT_FOUND;
+        dg_error_free(err);
+        return bad;
+    }
+    return 0;
+failed:
+    fprintf(stderr, "thread %d: %s\n", i, dg_error_message(err));
     dg_error_free(err);
-    return bad;
+    return 1;
 }
 
 static void *thread_main(void *arg) {
     int i = (int)(size_t)arg;
-    for (int r = 0; r < ROUNDS; r++) thread_failures[i] += work(i, &parallel[i][r]);
+    for (int r = 0; r < rounds; r++) thread_failures[i] += work(i, &parallel[i][r]);
     return NULL;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf\n", argv[0]);
+    if (argc < 2 || argc > 4 || (argc >= 3 && (atoi(argv[2]) < 1 || atoi(argv[2]) > MAX_ROUNDS)) ||
+        (argc == 4 && (atoi(argv[3]) < 1 || atoi(argv[3]) > 4))) {
+        fprintf(stderr, "usage: %s MODEL.gguf [ROUNDS 1..%d [KINDS 1..4]]\n", argv[0], MAX_ROUNDS);
         return 2;
     }
+    if (argc >= 3) rounds = atoi(argv[2]);
+    if (argc == 4) kinds = atoi(argv[3]);
     dg_model_t *m = NULL;
     dg_rubric_t *r = NULL;
     dg_model_options_t o = dg_model_default_options();
@@ -113,7 +138,7 @@ int main(int argc, char **argv) {
     /* Identical work gives bit-identical results, however the calls interleave. */
     for (int i = 0; i < THREADS; i++) {
         EXPECT(thread_failures[i] == 0);
-        for (int round = 0; round < ROUNDS; round++) {
+        for (int round = 0; round < rounds; round++) {
             if (memcmp(&parallel[i][round], &serial[i], sizeof serial[i]) != 0) {
                 fprintf(stderr, "thread %d round %d differs from the serial run: "
                         "delta %.17g vs %.17g\n",
@@ -122,9 +147,11 @@ int main(int argc, char **argv) {
             }
         }
     }
-    /* Different contexts give different scores (the threads did not all see one prompt). */
-    EXPECT(serial[0].expected[0] != serial[1].expected[0]);
+    /* Different contexts give different results (the threads did not all see one prompt). */
+    EXPECT(serial[0].delta != serial[1].delta);
 
+    printf("test_threads: %d threads x %d calls on one handle, bit-identical to serial\n", THREADS,
+           kinds * rounds);
     dg_rubric_free(r);
     dg_model_free(m);
     return dg_test_finish("test_threads");
