@@ -43,8 +43,8 @@ static const char *ITEM = "student_reasoning";
 
 /* What one unit of work produces: only doubles, so no padding and memcmp compares values. */
 typedef struct {
-    double expected[3];
-    double probs[3][7];
+    double expected;
+    double probs[7];
     double check_delta;
     double check_flagged;
     double delta;
@@ -80,13 +80,11 @@ static int work(int i, outcome_t *out) {
         dg_checks_free(checks);
     }
     if (kinds >= 3) {
-        if (dg_score(model, rubric, NULL, 0, TRANSCRIPT, CONTEXTS[i], false, &scores, &err) !=
+        if (dg_score(model, rubric, &ITEM, 1, TRANSCRIPT, CONTEXTS[i], false, &scores, &err) !=
             DG_STATUS_OK)
             goto failed;
-        for (size_t k = 0; k < 3; k++) {
-            out->expected[k] = scores->distributions[k].expected;
-            for (size_t l = 0; l < 7; l++) out->probs[k][l] = scores->distributions[k].probs[l];
-        }
+        out->expected = scores->distributions[0].expected;
+        for (size_t l = 0; l < 7; l++) out->probs[l] = scores->distributions[0].probs[l];
         dg_scores_free(scores);
     }
     if (kinds >= 4) {
