@@ -1,7 +1,7 @@
 //! Engine benchmark on the real default model: one score of a ~700-token transcript prompt, and
 //! the same transcript with 9 variants (neutral + 8 contexts) through the prefix tree; then both
-//! again with a rank-16 LoRA adapter on every projection, alternating with the base model run by
-//! run, for the adapter's run-time cost.
+//! again with a rank-16 LoRA adapter on every projection — applied at run time, and merged into
+//! the weights at load — interleaved with the base model run by run, for the adapter's cost.
 //!
 //! Last, one score on each kernel path the CPU supports (avx512, avx2, portable: one engine per
 //! path, runs alternating path by path so all see the same load).
@@ -50,46 +50,65 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> usize) -> (f64, Vec<f64>, usize
     (median(times.clone()), times, evaluated)
 }
 
-/// Medians of `base` and `adapted`, timed alternately (one warm-up each) so both see the same
-/// machine load.
-fn time_alternating(
-    runs: usize,
-    mut base: impl FnMut(),
-    mut adapted: impl FnMut(),
-) -> (f64, f64, Vec<f64>, Vec<f64>) {
-    base();
-    adapted();
-    let (mut b, mut a) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
-    for _ in 0..runs {
-        let t = Instant::now();
-        base();
-        b.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        adapted();
-        a.push(t.elapsed().as_secs_f64());
+/// Each arm timed `runs` times, interleaved (one warm-up each, then per run every arm once in
+/// turn) so all see the same machine load; the runs of each arm in order.
+fn time_interleaved(runs: usize, arms: &mut [&mut dyn FnMut()]) -> Vec<Vec<f64>> {
+    for arm in arms.iter_mut() {
+        arm();
     }
-    (median(b.clone()), median(a.clone()), b, a)
+    let mut times = vec![Vec::with_capacity(runs); arms.len()];
+    for _ in 0..runs {
+        for (arm, t) in arms.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            arm();
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times
 }
 
-/// Base vs adapter timings of one score and of the 9 variants.
-fn adapter_overhead(engine: &Engine, prompts: &[LabelPrompt], runs: usize) -> serde_json::Value {
+/// Base vs adapter timings of one score and of the 9 variants: the adapter applied at run time
+/// (`Engine::with_adapter`, the low-rank path beside the base weight) and merged into the weights
+/// at load (`EngineOptions::merge_adapter`, a second engine).
+fn adapter_overhead(
+    engine: &Engine,
+    prompts: &[LabelPrompt],
+    runs: usize,
+    threads: usize,
+) -> serde_json::Value {
     let modules = Projection::ALL.map(|p| p.hf_module());
     let adapter = tiny_adapter(engine.config(), PeftConfig::lora(16, 32.0, &modules), 7)
         .expect("random adapter");
     engine.add_adapter("bench", &adapter).expect("add adapter");
     let adapted = engine.with_adapter(Some("bench")).expect("adapter handle");
+    let dir = std::path::Path::new("target/bench/merged-adapter");
+    adapter.save(dir).expect("save adapter");
+    let merged = Engine::open(
+        MODEL,
+        &EngineOptions {
+            threads,
+            merge_adapter: Some(dir.to_path_buf()),
+            ..Default::default()
+        },
+    )
+    .expect("merged engine");
     let mut out = serde_json::Map::new();
     for (name, set) in [("single", &prompts[..1]), ("variants9", prompts)] {
-        let (base_s, adapter_s, base_runs, adapter_runs) = time_alternating(
+        let times = time_interleaved(
             runs,
-            || drop(engine.score_many(set).expect("score")),
-            || drop(adapted.score_many(set).expect("score")),
+            &mut [
+                &mut || drop(engine.score_many(set).expect("score")),
+                &mut || drop(adapted.score_many(set).expect("score")),
+                &mut || drop(merged.score_many(set).expect("score")),
+            ],
         );
+        let [base_s, adapter_s, merged_s] = [0, 1, 2].map(|i| median(times[i].clone()));
         out.insert(
             name.into(),
             json!({
-                "base_median_s": base_s, "adapter_median_s": adapter_s,
-                "ratio": adapter_s / base_s, "base_runs_s": base_runs, "adapter_runs_s": adapter_runs,
+                "base_median_s": base_s, "adapter_median_s": adapter_s, "merged_median_s": merged_s,
+                "ratio": adapter_s / base_s, "merged_ratio": merged_s / base_s,
+                "base_runs_s": times[0], "adapter_runs_s": times[1], "merged_runs_s": times[2],
             }),
         );
     }
@@ -232,9 +251,9 @@ fn main() {
         let (_, stats) = engine.score_many(&prompts).expect("score");
         stats.tokens_evaluated
     });
-    let adapter = adapter_overhead(&engine, &prompts, runs);
-    // Before the per-path engines are opened, which raise the high-water mark.
+    // Before the merged and per-path engines are opened, which raise the high-water mark.
     let (rss, engine_threads) = (peak_rss_mib(), engine.threads());
+    let adapter = adapter_overhead(&engine, &prompts, runs, threads);
     drop(engine);
     let by_path = (!paths.is_empty()).then(|| kernel_paths(&paths, &prompts[0], runs, threads));
     let all_prompt_tokens: usize = prompt_tokens.iter().sum();
