@@ -5,13 +5,15 @@
 //! Three cases, each timed serial and batched alternately, run by run, so both see the same
 //! machine load:
 //! - `audit9`: neutral + 8 contexts, then the 9 label prompts in one prefix-shared score pass;
-//! - `pairs4`: neutral + 3 contexts (a `pairs` record), each label prompt scored alone;
+//! - `pairs4`: neutral + 3 contexts (a `pairs` record); batched, the label prompts are scored in
+//!   one prefix-shared pass as `pairs` does now; serial, each is generated and scored alone;
 //! - `single`: one reasoned score (the neutral prompt alone: generate, then score), the unit the
 //!   audit is compared with.
 //!
 //! Generation runs `BENCH_TOKENS` (64) tokens per prompt without stop strings (only an
 //! end-of-turn token ends a branch early), greedy. Run: `cargo bench --bench generate`
-//! (results: target/bench/generate.json). Env: BENCH_RUNS (3), BENCH_THREADS (2), BENCH_TOKENS.
+//! (results: target/bench/generate.json). Env: BENCH_RUNS (3), BENCH_THREADS (2), BENCH_TOKENS,
+//! BENCH_CASES (comma-separated case names; default all).
 
 use debias_guard::guard::reasoned::{label_prompt_after, reasoning_prompt};
 use debias_guard::{
@@ -104,6 +106,9 @@ fn main() {
         prompts.len()
     );
 
+    // (case, prompts, whether the serial arm's ratings are read in one shared pass); the batched
+    // arm always reads them in one shared pass. `pairs4`'s serial arm is `pairs` as it was:
+    // every answer generated, then rated, on its own.
     let cases: [(&str, &[String], bool); 3] = [
         ("single", &prompts[..1], true),
         ("audit9", &prompts[..], true),
@@ -111,13 +116,19 @@ fn main() {
     ];
     let mut results = serde_json::Map::new();
     let mut medians = std::collections::BTreeMap::new();
-    for (name, set, shared) in cases {
+    let only = std::env::var("BENCH_CASES").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|v| v.split(',').any(|c| c == name))
+    };
+    for (name, set, serial_shared) in cases.into_iter().filter(|c| wanted(c.0)) {
         let (mut s, mut b) = (Vec::new(), Vec::new());
         let mut generated = 0;
         for run in 0..runs {
             // Alternate which goes first, so neither always runs on a warmer or quieter machine.
             for batched in [run % 2 == 1, run % 2 == 0] {
                 let t = Instant::now();
+                let shared = batched || serial_shared;
                 generated = reasoned_pass(&engine, &builder, set, &options, batched, shared);
                 let secs = t.elapsed().as_secs_f64();
                 if batched {
@@ -142,12 +153,16 @@ fn main() {
             }),
         );
     }
-    let single = medians["single"].0;
-    let audit = medians["audit9"];
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let (single, audit, pairs) = (
+        medians.get("single").map(|m| m.0),
+        medians.get("audit9"),
+        medians.get("pairs4"),
+    );
     let summary = json!({
-        "audit9_batched_over_single": audit.1 / single,
-        "audit9_serial_over_single": audit.0 / single,
-        "pairs4_speedup": medians["pairs4"].0 / medians["pairs4"].1,
+        "audit9_batched_over_single": ratio(audit.map(|m| m.1), single),
+        "audit9_serial_over_single": ratio(audit.map(|m| m.0), single),
+        "pairs4_speedup": ratio(pairs.map(|m| m.0), pairs.map(|m| m.1)),
     });
     let out = json!({
         "model": MODEL, "threads": threads, "runs": runs, "max_tokens": tokens,

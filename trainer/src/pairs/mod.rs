@@ -269,24 +269,25 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
         let variants: Vec<Option<&str>> = std::iter::once(None)
             .chain(picked.iter().map(|&k| Some(contexts[k].text.as_str())))
             .collect();
-        let all = respond::draft_many(&engine, &builder, transcript, item, &variants, &reasoning)?;
-        summary.generations += all.len();
-        let drafts: Vec<respond::Draft> = std::iter::once(true)
-            .chain(
-                picked
-                    .iter()
-                    .map(|&k| !done.contains(&pair_id(&ex.id, &contexts[k].id))),
-            )
-            .zip(all)
-            .filter_map(|(keep, d)| keep.then_some(d))
-            .collect();
+        let drafts =
+            respond::draft_many(&engine, &builder, transcript, item, &variants, &reasoning)?;
+        summary.generations += drafts.len();
         let choice = if opts.temperature == 0.0 {
             RatingChoice::Argmax
         } else {
             RatingChoice::Sample(seed)
         };
         let choices = vec![choice; drafts.len()];
-        let mut responses = respond::finish_all(&engine, drafts, item, &choices)?.into_iter();
+        // Every variant is rated in one shared pass, done ones included (same numbers on resume);
+        // then only the neutral response and the pairs still to write are kept.
+        let mut responses = std::iter::once(true)
+            .chain(
+                picked
+                    .iter()
+                    .map(|&k| !done.contains(&pair_id(&ex.id, &contexts[k].id))),
+            )
+            .zip(respond::finish_all(&engine, drafts, item, &choices)?)
+            .filter_map(|(keep, r)| keep.then_some(r));
         let neutral = responses.next().ok_or_else(|| {
             Error::Model("the engine returned no rating for the neutral response".into())
         })?;

@@ -139,21 +139,21 @@ pub fn finish(
     }
 }
 
-/// Reads each draft's rating distribution and completes it. Each prompt is scored on its own:
-/// a prefix-shared batch would make the last digits of a distribution depend on which other
-/// drafts share the batch, and a resumed run must write the same numbers as an uninterrupted one.
+/// Reads every draft's rating distribution in one prefix-shared pass ([`Engine::score_many`]:
+/// the transcript the drafts share is run once, not once per draft) and completes each. The last
+/// digits of a distribution depend on which drafts share the pass, so a caller passes the same
+/// drafts on every run — a resumed run included — and drops the ones it does not need afterwards.
 pub fn finish_all(
     engine: &Engine,
     drafts: Vec<Draft>,
     item: &RubricItem,
     choices: &[RatingChoice],
 ) -> Result<Vec<Response>> {
-    drafts
+    let prompts: Vec<_> = drafts.iter().map(|d| d.label_prompt.clone()).collect();
+    let (dists, _) = engine.score_many(&prompts)?;
+    Ok(drafts
         .into_iter()
-        .zip(choices)
-        .map(|(d, &c)| {
-            let dist = engine.score(&d.label_prompt)?;
-            Ok(finish(d, &dist, item, c))
-        })
-        .collect()
+        .zip(dists.iter().zip(choices))
+        .map(|(d, (dist, &c))| finish(d, dist, item, c))
+        .collect())
 }
