@@ -12,6 +12,8 @@
 //! request for a name in a process empties it, later requests in the same process share it.
 //! A tiny model is written once per process and name, then reused by every test that asks.
 
+pub mod corpus;
+pub mod fuzz_entry;
 pub mod gguf;
 pub mod hf;
 pub mod hostile;
