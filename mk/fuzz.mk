@@ -13,11 +13,14 @@
 FUZZ_SECONDS   ?= 600
 FUZZ_TARGETS   ?= gguf_model hf_dir peft_adapter json_files chat_template
 # One input may run 10 s; a single allocation over 512 MiB, or 2 GiB resident, is a finding.
+# Fork mode keeps fuzzing past a timeout or out-of-memory input (each is saved as an artifact);
+# a crash stops the target. `make fuzz` fails at the end if any target left an artifact.
 FUZZ_TIMEOUT   ?= 10
 FUZZ_MALLOC_MB ?= 512
 FUZZ_RSS_MB    ?= 2048
 FUZZ_FLAGS     := -timeout=$(FUZZ_TIMEOUT) -malloc_limit_mb=$(FUZZ_MALLOC_MB) \
-                  -rss_limit_mb=$(FUZZ_RSS_MB) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+                  -rss_limit_mb=$(FUZZ_RSS_MB) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+                  -fork=1 -ignore_timeouts=1 -ignore_ooms=1
 
 .PHONY: fuzz fuzz-check fuzz-seeds
 
@@ -35,3 +38,6 @@ fuzz: fuzz-check fuzz-seeds
 	  echo "== fuzz target $$t for $(FUZZ_SECONDS) s"; \
 	  $(CARGO) +nightly fuzz run --release $$t corpus/$$t -- $(FUZZ_FLAGS) || exit 1; \
 	done
+	@if ls fuzz/artifacts/*/* >/dev/null 2>&1; then \
+	  echo "fuzzing left inputs to look at in fuzz/artifacts/ (fix, then move them to tests/corpus/)" >&2; \
+	  exit 1; fi

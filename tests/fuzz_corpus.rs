@@ -29,7 +29,11 @@ fn replay(case: &Case) -> Option<String> {
     if elapsed > PER_INPUT {
         return Some(format!("{label}: took {elapsed:?} (limit {PER_INPUT:?})"));
     }
-    match (&result, case.name.starts_with("bad-"), case.name.starts_with("ok-")) {
+    match (
+        &result,
+        case.name.starts_with("bad-"),
+        case.name.starts_with("ok-"),
+    ) {
         (Ok(()), true, _) => Some(format!("{label}: accepted, but it must be refused")),
         (Err(e), _, true) => Some(format!("{label}: refused ({e}), but it must succeed")),
         _ => None,
@@ -80,7 +84,10 @@ fn refusals_name_the_guard_that_fired() {
         ("bad-overlapping-tensors.gguf", "overlaps"),
         ("bad-type-leaves-gap.gguf", "unexplained bytes"),
         ("bad-template-doubling.gguf", "budget"),
-        ("bad-shard-link-outside.bundle", "outside the model directory"),
+        (
+            "bad-shard-link-outside.bundle",
+            "outside the model directory",
+        ),
         ("bad-huge-lora-alpha.bundle", "exceeds the bound"),
         ("bad-huge-rubric.bundle", "rubric items"),
         ("bad-huge-probe-catalog.bundle", "probe wordings"),

@@ -12,9 +12,9 @@ use crate::gguf::{tiny_adapter, tiny_gguf_parts, write_gguf, GgufParts, TinySpec
 use crate::hf::{write_tiny_hf_model, HfModelSpec};
 use crate::hostile;
 use crate::scratch_dir;
+use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::GgmlDType;
 use debias_guard::adapter::{PeftAdapter, PeftConfig};
-use candle_core::quantized::gguf_file::Value;
 use debias_guard::{Error, ProbeCatalog, Result};
 use std::path::Path;
 
@@ -130,12 +130,25 @@ fn gguf_cases() -> Result<Vec<Case>> {
         ),
     ));
     Ok(vec![
-        case(t, "ok-tiny-f32.gguf", gguf_bytes(&tiny_parts(GgmlDType::F32)?)?),
-        case(t, "ok-tiny-q4_1.gguf", gguf_bytes(&tiny_parts(GgmlDType::Q4_1)?)?),
+        case(
+            t,
+            "ok-tiny-f32.gguf",
+            gguf_bytes(&tiny_parts(GgmlDType::F32)?)?,
+        ),
+        case(
+            t,
+            "ok-tiny-q4_1.gguf",
+            gguf_bytes(&tiny_parts(GgmlDType::Q4_1)?)?,
+        ),
         case(
             t,
             "bad-nan-output-norm.gguf",
-            with_bytes_at("output_norm.weight", GgmlDType::F32, 12, &f32::NAN.to_le_bytes())?,
+            with_bytes_at(
+                "output_norm.weight",
+                GgmlDType::F32,
+                12,
+                &f32::NAN.to_le_bytes(),
+            )?,
         ),
         case(
             t,

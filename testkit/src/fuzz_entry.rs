@@ -9,7 +9,7 @@
 
 use crate::{scratch_root, SAMPLE_TRANSCRIPT, SHORT_TRANSCRIPT};
 use debias_guard::adapter::{validated_modules, PeftAdapter};
-use debias_guard::chat::{ChatMessage, ChatTemplate};
+use debias_guard::chat::{output_limit, ChatMessage, ChatTemplate};
 use debias_guard::model::ModelConfig;
 use debias_guard::{
     Engine, EngineOptions, Error, ProbeCatalog, PromptBuilder, PromptLayout, Result, Rubric,
@@ -157,20 +157,29 @@ pub fn peft_adapter(data: &[u8]) -> Result<()> {
 
 /// A bundle of `rubric.json`, `probes.json`, `layout.json` (each optional) → each loaded by
 /// path as the CLI does, then prompts built from it (every rubric item with the default
-/// layout; every probe's context; the layout with the built-in rubric). The first error is
+/// layout; every probe's context; the layout with the built-in rubric), each user turn bounded
+/// as an engine on a [`TEMPLATE_CONTEXT`]-token model bounds it. The first error is
 /// returned after all present files were tried.
 pub fn json_files(data: &[u8]) -> Result<()> {
     let dir = CallDir::new(Target::JsonFiles)?;
     write_bundle(&dir.0, data)?;
     let inner = dir.0.join("inner");
     let transcript = Transcript::new(SAMPLE_TRANSCRIPT)?;
+    // The user turn's limit for a TEMPLATE_CONTEXT-token model, as an engine passes it.
+    let max_bytes = output_limit(TEMPLATE_CONTEXT);
     let mut results = Vec::new();
     let rubric_path = inner.join("rubric.json");
     if rubric_path.exists() {
         results.push(Rubric::load(&rubric_path).and_then(|rubric| {
             let builder = PromptBuilder::default();
             for item in &rubric.items {
-                builder.build(&transcript, item, Some("The teacher is new."), true)?;
+                builder.build_within(
+                    &transcript,
+                    item,
+                    Some("The teacher is new."),
+                    true,
+                    max_bytes,
+                )?;
             }
             Ok(())
         }));
@@ -181,7 +190,7 @@ pub fn json_files(data: &[u8]) -> Result<()> {
             let builder = PromptBuilder::default();
             let item = &Rubric::builtin().items[0];
             for probe in catalog.probes(SplitSelection::All) {
-                builder.build(&transcript, item, Some(&probe.text), false)?;
+                builder.build_within(&transcript, item, Some(&probe.text), false, max_bytes)?;
             }
             Ok(())
         }));
@@ -193,7 +202,13 @@ pub fn json_files(data: &[u8]) -> Result<()> {
                 .and_then(PromptBuilder::new)
                 .and_then(|builder| {
                     for item in &Rubric::builtin().items {
-                        builder.build(&transcript, item, Some("The teacher is new."), true)?;
+                        builder.build_within(
+                            &transcript,
+                            item,
+                            Some("The teacher is new."),
+                            true,
+                            max_bytes,
+                        )?;
                     }
                     Ok(())
                 }),
@@ -293,7 +308,9 @@ fn write_bundle(root: &Path, data: &[u8]) -> Result<()> {
         if let Some(target) = content.strip_prefix(LINK_MARK) {
             let target = String::from_utf8_lossy(target).trim().to_string();
             if !bundle_name_ok(&target) {
-                return Err(Error::InvalidInput(format!("bundle link target `{target}`")));
+                return Err(Error::InvalidInput(format!(
+                    "bundle link target `{target}`"
+                )));
             }
             let _ = std::fs::remove_file(&path);
             std::os::unix::fs::symlink(&target, &path).map_err(|e| Error::io(&path, e))?;
@@ -328,7 +345,9 @@ mod tests {
         for ok in ["config.json", "../outside.safetensors", "a-b_c.1"] {
             assert!(bundle_name_ok(ok), "{ok}");
         }
-        for bad in ["", ".", "..", "../..", "../../x", "/etc/x", "a/b", "x y", "../"] {
+        for bad in [
+            "", ".", "..", "../..", "../../x", "/etc/x", "a/b", "x y", "../",
+        ] {
             assert!(!bundle_name_ok(bad), "{bad}");
         }
     }

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     for case in &cases {
         let dir = out.join(case.target.name());
         let path = dir.join(&case.name);
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &case.bytes))
+        if let Err(e) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &case.bytes))
         {
             eprintln!("error: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
