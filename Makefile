@@ -10,6 +10,8 @@ CARGO      ?= cargo
 
 # C ABI, header, install, C/C++/Go bindings and examples.
 include mk/ffi.mk
+# Fuzzing (optional, nightly + cargo-fuzz; not part of `make test`).
+include mk/fuzz.mk
 
 .PHONY: all model build audit train-adapter test lint unit bench bench-trainer fixtures clean trainer-gpu-check
 

@@ -12,6 +12,7 @@ use crate::formats::chat::{
     DEFAULT_BUDGET_CONTEXT,
 };
 use crate::rubric::RubricItem;
+use minijinja::value::Serde;
 use minijinja::{context, Environment};
 use serde::{Deserialize, Serialize};
 
@@ -201,7 +202,13 @@ impl PromptBuilder {
     pub fn new(layout: PromptLayout) -> Result<Self> {
         let mut env = budgeted_environment();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_keep_trailing_newline(true);
+        // Building only fails for conflicting delimiters; these are the defaults.
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .keep_trailing_newline(true)
+                .build()
+                .unwrap_or_default(),
+        );
         env.add_template_owned("user", layout.user_template.clone())
             .map_err(|e| Error::Config {
                 what: "prompt layout",
@@ -260,10 +267,10 @@ impl PromptBuilder {
         let tmpl = self.env.get_template("user").map_err(layout_error)?;
         let ctx = context! {
             transcript => transcript.as_str(),
-            item => item,
+            item => Serde(item),
             first => item.labels.first(),
             last => item.labels.last(),
-            answer_prefix => self.layout.answer_prefix,
+            answer_prefix => self.layout.answer_prefix.as_str(),
             instruction => mitigate.then_some(MITIGATION_INSTRUCTION),
             context => context,
         };

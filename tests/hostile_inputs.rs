@@ -78,14 +78,22 @@ fn normal_templates_render_as_before() {
     ];
     let budgeted = ChatTemplate::new(None, "<s>", "</s>").unwrap();
     let mut env = minijinja::Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .unwrap(),
+    );
     env.add_template("chat", debias_guard::chat::DEFAULT_CHAT_TEMPLATE)
         .unwrap();
     let plain = env
         .get_template("chat")
         .unwrap()
-        .render(minijinja::context! { messages => messages, add_generation_prompt => true })
+        .render(minijinja::context! {
+            messages => minijinja::value::Serde(&messages),
+            add_generation_prompt => true,
+        })
         .unwrap();
     assert_eq!(budgeted.render(&messages, true).unwrap(), plain);
 }

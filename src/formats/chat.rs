@@ -2,18 +2,23 @@
 //! with minijinja and Python-compatible string methods, so every model gets its own turn markers.
 //!
 //! Templates come from files users bring, so every render (here and in the prompt layout) runs
-//! under a budget: [`TEMPLATE_FUEL`] minijinja instructions and an output size of
-//! [`BYTES_PER_CONTEXT_TOKEN`] × the model's context length; past either it is
-//! [`Error::TemplateBudget`], never a hang or an unbounded allocation of output.
+//! under a budget: [`TEMPLATE_FUEL`] minijinja fuel (instructions and data: minijinja 3 charges
+//! every string or list a template builds, so `s ~ s` in a loop runs out of fuel before it
+//! runs out of memory) and an output size of [`BYTES_PER_CONTEXT_TOKEN`] × the model's context
+//! length; past either it is [`Error::TemplateBudget`], never a hang or an unbounded allocation.
 
 use crate::error::{Error, Result};
-use minijinja::{context, Environment, ErrorKind, Template};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{context, Environment, ErrorKind, Template, Value};
 use serde::Serialize;
 use std::io;
 
-/// Instructions one render may execute (minijinja fuel); a chat template over a few messages
-/// needs a few thousand.
-pub const TEMPLATE_FUEL: u64 = 5_000_000;
+/// Fuel of one render (minijinja 3): one per instruction executed and one per 64 bytes of data
+/// the template creates (strings and lists from operators, filters, output), so it bounds
+/// both time and memory: at most about 64 MiB. A chat template over a few messages needs a
+/// few thousand.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
 
 /// Rendered bytes allowed per token of context window: far more than any token's text, so a
 /// rendering over the limit could never fit the window.
@@ -29,11 +34,58 @@ pub fn output_limit(context_length: usize) -> usize {
         .saturating_mul(BYTES_PER_CONTEXT_TOKEN)
 }
 
-/// An environment with the render budget's fuel set.
+/// Widest `tojson` indent accepted; chat templates use 2 or 4.
+pub const MAX_JSON_INDENT: usize = 16;
+
+/// An environment with the render budget's fuel set and the built-in `tojson` replaced by
+/// [`bounded_tojson`].
 pub(crate) fn budgeted_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_fuel(Some(TEMPLATE_FUEL));
+    env.add_filter("tojson", bounded_tojson);
     env
+}
+
+/// minijinja's `tojson` with its indent bounded by [`MAX_JSON_INDENT`] and its output charged
+/// as fuel. (minijinja 3.1 writes an unbounded indent space by space before charging it, so
+/// `tojson(indent=10**11)` ran for minutes: a finding of the `chat_template` fuzz target.)
+fn bounded_tojson(
+    state: &minijinja::State,
+    value: &Value,
+    indent: Option<Value>,
+    kwargs: minijinja::value::Kwargs,
+) -> std::result::Result<Value, minijinja::Error> {
+    let requested = match &indent {
+        Some(v) => Some(v.clone()),
+        None => kwargs.get::<Option<Value>>("indent")?,
+    };
+    // `true` means 2; numbers beyond usize are refused by `tojson` itself.
+    let width = requested
+        .as_ref()
+        .filter(|v| v.kind() != minijinja::value::ValueKind::Bool)
+        .and_then(Value::as_usize);
+    if let Some(width) = width {
+        if width > MAX_JSON_INDENT {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("tojson indent {width} exceeds {MAX_JSON_INDENT}"),
+            ));
+        }
+    }
+    let json = minijinja::filters::tojson(value, indent, kwargs)?;
+    let bytes = json.as_str().map_or(0, str::len) as u64;
+    state.consume_fuel(bytes / 64)?;
+    Ok(json)
+}
+
+/// Jinja's `trim_blocks` + `lstrip_blocks` (as chat templates are rendered by Hugging Face).
+fn trimmed_syntax() -> SyntaxConfig {
+    // Building only fails for conflicting delimiters; these are the defaults.
+    SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .unwrap_or_default()
 }
 
 /// Why a budgeted render failed.
@@ -45,9 +97,9 @@ pub(crate) enum RenderFailure {
 }
 
 /// Renders `tmpl` into at most `max_bytes` bytes, under the environment's fuel.
-pub(crate) fn render_bounded<S: Serialize>(
+pub(crate) fn render_bounded(
     tmpl: &Template<'_, '_>,
-    ctx: S,
+    ctx: Value,
     max_bytes: usize,
 ) -> std::result::Result<String, RenderFailure> {
     let mut out = BoundedWriter {
@@ -66,7 +118,7 @@ pub(crate) fn render_bounded<S: Serialize>(
             "rendering exceeds the output limit of {max_bytes} bytes"
         ))),
         Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(RenderFailure::Budget(format!(
-            "rendering exceeds the budget of {TEMPLATE_FUEL} template instructions"
+            "rendering exceeds the budget of {TEMPLATE_FUEL} template instructions (or 64-byte units of data)"
         ))),
         Err(e) => Err(RenderFailure::Template(e)),
     }
@@ -149,8 +201,7 @@ impl ChatTemplate {
         }
         let mut env = budgeted_environment();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        env.set_syntax(trimmed_syntax());
         env.add_function(
             "raise_exception",
             |msg: String| -> std::result::Result<String, minijinja::Error> {
@@ -177,10 +228,10 @@ impl ChatTemplate {
             .get_template("chat")
             .map_err(|e| Error::ChatTemplate(describe(&e)))?;
         let ctx = context! {
-            messages => messages,
+            messages => Serde(messages),
             add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token,
-            eos_token => self.eos_token,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
         };
         render_bounded(&tmpl, ctx, self.max_output_bytes).map_err(|f| match f {
             RenderFailure::Budget(reason) => Error::TemplateBudget {

@@ -1,6 +1,7 @@
 //! Malformed variants of the tiny fixtures, for the hostile-input tests: tensors with edited
 //! bytes (NaN values or block scales), GGUF files whose tensor table is patched after writing
-//! (overlapping ranges, a changed type), and every such file gathered for corpus replay.
+//! (overlapping ranges, a changed type); [`corpus`](crate::corpus) gathers such files for the
+//! corpus replay test and the fuzzing seeds.
 
 use crate::gguf::GgufParts;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};

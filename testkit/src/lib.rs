@@ -5,6 +5,8 @@
 //!   random LoRA adapters for them;
 //! - [`hf`]: the same models as Hugging Face directories, random PEFT adapters with peft's
 //!   targeting rules, and the adapter fixture set checked against transformers + peft;
+//! - [`fuzz_entry`]: the entry function of each fuzz target (`fuzz/`), shared with the stable
+//!   corpus replay test; [`corpus`]: the committed and generated corpus inputs;
 //! - here: one scratch-folder and model-cache policy, engines on those models, sample
 //!   transcripts, the real default model, and one `max_abs_diff`.
 //!
@@ -12,6 +14,8 @@
 //! request for a name in a process empties it, later requests in the same process share it.
 //! A tiny model is written once per process and name, then reused by every test that asks.
 
+pub mod corpus;
+pub mod fuzz_entry;
 pub mod gguf;
 pub mod hf;
 pub mod hostile;
