@@ -23,7 +23,7 @@ use crate::formats::gguf::GgufFile;
 use block::{causal_mask, Block, ChunkContext, Linear, LinearWeight};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Tensor};
-use kernels::KernelPath;
+use kernels::{KernelPath, PackedFormat};
 use rope::Rope;
 use std::sync::Arc;
 
@@ -69,7 +69,8 @@ impl DecoderModel {
 
     /// Loads and shape-checks the weights of any tensor source for a validated configuration,
     /// with the kernel path from [`KernelPath::from_env`] (`DEBIAS_GUARD_KERNEL`, else
-    /// [`KernelPath::auto`]).
+    /// [`KernelPath::auto`]) and the packed format from [`PackedFormat::from_env`]
+    /// (`DEBIAS_GUARD_PACKED`, else the default).
     pub fn from_source(
         config: ModelConfig,
         file: &dyn TensorSource,
@@ -77,17 +78,19 @@ impl DecoderModel {
         device: &Device,
     ) -> Result<Self> {
         let kernel = KernelPath::from_env().map_err(|e| Error::InvalidInput(e.to_string()))?;
-        Self::from_source_with_kernel(config, file, format, device, kernel)
+        let packed = PackedFormat::from_env().map_err(Error::InvalidInput)?;
+        Self::from_source_with_kernel(config, file, format, device, kernel, packed)
     }
 
-    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed for `kernel` (`None`:
-    /// candle's matmul); an error when the CPU cannot run it.
+    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed in `packed` format for
+    /// `kernel` (`None`: candle's matmul); an error when the CPU cannot run it.
     pub fn from_source_with_kernel(
         config: ModelConfig,
         file: &dyn TensorSource,
         format: WeightFormat,
         device: &Device,
         kernel: Option<KernelPath>,
+        packed: PackedFormat,
     ) -> Result<Self> {
         if let Some(k) = kernel {
             k.check().map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -115,6 +118,7 @@ impl DecoderModel {
                 None => QMatMul::from_qtensor(embd)?,
             },
             kernel,
+            packed,
         )?;
         let mut blocks = Vec::with_capacity(config.n_layers);
         let qkv_bias = config.architecture.family().qkv_bias;
@@ -125,6 +129,7 @@ impl DecoderModel {
                     weight: LinearWeight::new(
                         loader.matrix(&name(&format!("{t}.weight")), &[rows, cols])?,
                         kernel,
+                        packed,
                     )?,
                     bias: if bias {
                         Some(loader.vector(&name(&format!("{t}.bias")), rows)?)
@@ -165,6 +170,17 @@ impl DecoderModel {
     /// The kernel path of the packed projections, `None` when every projection runs on
     /// candle's matmul (quantized weights, or a GPU device).
     pub fn kernel_path(&self) -> Option<KernelPath> {
+        self.linear_weights().find_map(LinearWeight::kernel_path)
+    }
+
+    /// The format of the packed projections, `None` when none is packed (see
+    /// [`DecoderModel::kernel_path`]).
+    pub fn packed_format(&self) -> Option<PackedFormat> {
+        self.linear_weights().find_map(LinearWeight::packed_format)
+    }
+
+    /// Every projection's weight, the output matrix last.
+    fn linear_weights(&self) -> impl Iterator<Item = &LinearWeight> {
         self.blocks
             .iter()
             .flat_map(|b| {
@@ -180,7 +196,6 @@ impl DecoderModel {
             })
             .map(|l| &l.weight)
             .chain([&self.output])
-            .find_map(LinearWeight::kernel_path)
     }
 
     /// The device the weights live on.
