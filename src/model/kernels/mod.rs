@@ -62,12 +62,16 @@ const MC_TILES: usize = 32;
 const PAR_MIN_MACS: usize = 1 << 19;
 /// Fixed cost of one parallel task, in multiply-add equivalents (hand-off, cache warm-up).
 const TASK_COST_MACS: usize = 1 << 17;
+/// Cost of bringing one f32 weight into a task, in multiply-add equivalents (`plan_grid`).
+const F32_WEIGHT_COST: usize = 4;
+/// The same for one 8-bit weight: read, dequantize, write and read back as f32.
+const Q8_WEIGHT_COST: usize = 32;
 /// Panels per task for the one-row (matrix-vector) product.
 const GEMV_PANELS: usize = 32;
 /// Most rows for which 8-bit weights are multiplied directly (bytes streamed once for all
 /// rows); more rows dequantize blocks of panels into the f32 micro-kernel (measured:
 /// docs/BENCHMARKS.md).
-pub const Q8_ROWS_MAX: usize = 8;
+pub const Q8_ROWS_MAX: usize = 128;
 
 /// One call of the micro-kernel: for every destination row `r` and `j < cols`,
 /// `c[r][col + j] (+)= Σ_p A[r][p] · B[p][j]`, where `a` holds `A` (`rows × kc`) packed by
@@ -363,7 +367,7 @@ impl PackedLinear {
                 if scratch.len() < len {
                     scratch.resize(len, 0.0);
                 }
-                q.dequantize(ks, panels, &mut scratch[..len]);
+                q.dequantize(self.isa, ks, panels, &mut scratch[..len]);
                 &scratch[..len]
             }
         }
@@ -403,7 +407,11 @@ impl PackedLinear {
         let (m_parts, n_parts) = if sequential {
             (tiles.div_ceil(MC_TILES), 1)
         } else {
-            plan_grid(tiles, panels, self.k, threads)
+            let weight_cost = match self.storage {
+                Storage::F32(_) => F32_WEIGHT_COST,
+                Storage::Q8(_) => Q8_WEIGHT_COST,
+            };
+            plan_grid(tiles, panels, self.k, threads, weight_cost)
         };
 
         // The tasks, then each output row cut into their column segments.
@@ -524,9 +532,15 @@ impl PackedLinear {
 /// estimated finishing time, counting whole waves of the largest task (so a grid that leaves
 /// a thread idle costs what it should) plus a fixed cost per task and the repeated work each
 /// extra block brings (re-packing rows of `x` per panel block, re-reading weights per row
-/// block). Near-ties go to the grid with more tasks, which a core busy with other work holds
+/// block, `weight_cost` multiply-adds a weight: dequantizing 8-bit panels costs more). Near-ties go to the grid with more tasks, which a core busy with other work holds
 /// up less.
-fn plan_grid(tiles: usize, panels: usize, k: usize, threads: usize) -> (usize, usize) {
+fn plan_grid(
+    tiles: usize,
+    panels: usize,
+    k: usize,
+    threads: usize,
+    weight_cost: usize,
+) -> (usize, usize) {
     let most = 8 * threads;
     // (estimated cost, tasks, row parts, panel parts)
     let mut best = (usize::MAX, 0, 1, 1);
@@ -538,7 +552,7 @@ fn plan_grid(tiles: usize, panels: usize, k: usize, threads: usize) -> (usize, u
             let task_macs = rows * panel_most * NR * k
                 + TASK_COST_MACS
                 + rows * k * 8 // packing its rows of x
-                + panel_most * NR * k * 4; // streaming its weights in
+                + panel_most * NR * k * weight_cost; // streaming its weights in
             let cost = tasks.div_ceil(threads) * task_macs;
             // Clearly better (by 2%), or about as good with more tasks.
             let better = cost * 50 < best.0.saturating_mul(49);

@@ -3,9 +3,10 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use super::{check_rows, BK, BLOCK_BYTES, BLOCK_SCALES};
+use super::{check_rows, Q8Panels, BK, BLOCK_BYTES, BLOCK_SCALES};
 use crate::model::kernels::avx2::Avx2;
 use crate::model::kernels::{part_start, NR};
+use std::ops::Range;
 use std::arch::x86_64::{
     __m128i, __m256, _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
     _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm_loadl_epi64,
@@ -129,4 +130,25 @@ unsafe fn half<const R: usize>(
             }
         }
     }
+}
+
+impl Avx2 {
+    /// [`Q8Panels::dequantize`] compiled for this path's instructions.
+    pub(in crate::model::kernels) fn q8_dequantize(
+        self,
+        w: &Q8Panels,
+        ks: Range<usize>,
+        panels: Range<usize>,
+        dst: &mut [f32],
+    ) {
+        // SAFETY: the token proves the CPU runs the function's target features; the function
+        // itself is safe Rust (bounds-checked slices).
+        unsafe { dequantize(w, ks, panels, dst) }
+    }
+}
+
+/// Safe Rust compiled with the path's target features, so the compiler vectorises it for them.
+#[target_feature(enable = "avx2,fma")]
+fn dequantize(w: &Q8Panels, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
+    w.dequantize_body(ks, panels, dst)
 }

@@ -1,22 +1,24 @@
 //! AVX-512F kernel for 8-bit panels: per step of `k`, a panel's 32 levels widened to f32 once
-//! (two zmm registers) and multiplied into every row (up to 8 rows: 16 accumulators).
+//! (two zmm registers) and multiplied into every row (up to 12 rows: 24 accumulators, as the
+//! f32 kernel's tiles).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use super::{check_rows, BK, BLOCK_BYTES, BLOCK_SCALES};
+use super::{check_rows, Q8Panels, BK, BLOCK_BYTES, BLOCK_SCALES};
 use crate::model::kernels::avx512::Avx512;
 use crate::model::kernels::{part_start, NR};
+use std::ops::Range;
 use std::arch::x86_64::{
     __m128i, __m512, _mm512_cvtepi32_ps, _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_loadu_ps,
     _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm_loadu_si128,
 };
 
 /// Most rows of one register tile.
-const R5: usize = 8;
+const R5: usize = 12;
 
 impl Avx512 {
     /// `out[r][j] += Σ_p x[r * k + p] · W[j, p]` for one panel (levels `q`, scales `dm`) and
-    /// the `out.len()` rows of `x`, in groups of at most 8 rows.
+    /// the `out.len()` rows of `x`, in groups of at most 12 rows.
     pub(in crate::model::kernels) fn q8_rows(
         self,
         x: &[f32],
@@ -52,8 +54,8 @@ impl Avx512 {
                     }
                 };
             }
-            const { assert!(R5 == 8) };
-            dispatch!(1 2 3 4 5 6 7 8);
+            const { assert!(R5 == 12) };
+            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
         }
     }
 }
@@ -113,4 +115,25 @@ unsafe fn panel<const R: usize>(
             }
         }
     }
+}
+
+impl Avx512 {
+    /// [`Q8Panels::dequantize`] compiled for this path's instructions.
+    pub(in crate::model::kernels) fn q8_dequantize(
+        self,
+        w: &Q8Panels,
+        ks: Range<usize>,
+        panels: Range<usize>,
+        dst: &mut [f32],
+    ) {
+        // SAFETY: the token proves the CPU runs the function's target features; the function
+        // itself is safe Rust (bounds-checked slices).
+        unsafe { dequantize(w, ks, panels, dst) }
+    }
+}
+
+/// Safe Rust compiled with the path's target features, so the compiler vectorises it for them.
+#[target_feature(enable = "avx512f")]
+fn dequantize(w: &Q8Panels, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
+    w.dequantize_body(ks, panels, dst)
 }

@@ -126,20 +126,56 @@ impl Q8Panels {
     }
 
     /// Writes steps `ks` of panels `panels` as f32 in the f32 layout of one block of `k`
-    /// (panel after panel, `ks.len() × NR` values each, `dst[s * NR + j]`) into `dst`.
-    pub(super) fn dequantize(&self, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
+    /// (panel after panel, `ks.len() × NR` values each, `dst[s * NR + j]`) into `dst`, compiled
+    /// for the SIMD instructions of `isa` (the same plain Rust on every path).
+    pub(super) fn dequantize(
+        &self,
+        isa: Isa,
+        ks: Range<usize>,
+        panels: Range<usize>,
+        dst: &mut [f32],
+    ) {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(isa) => isa.q8_dequantize(self, ks, panels, dst),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(isa) => isa.q8_dequantize(self, ks, panels, dst),
+            Isa::Portable => self.dequantize_body(ks, panels, dst),
+        }
+    }
+
+    /// The body of [`Q8Panels::dequantize`], inlined into each path's compilation of it.
+    #[inline(always)]
+    fn dequantize_body(&self, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
         let kc = ks.len();
         assert!(ks.end <= self.k && panels.end <= self.n.div_ceil(NR));
         assert!(dst.len() >= panels.len() * kc * NR);
         for (p, out) in panels.zip(dst.chunks_exact_mut(kc * NR)) {
             let (q, dm) = self.panel(p);
-            for (s, o) in ks.clone().zip(out.chunks_exact_mut(NR)) {
-                let (b, u) = (s / BK, s % BK);
-                let levels = &q[b * BLOCK_BYTES + u * NR..b * BLOCK_BYTES + (u + 1) * NR];
+            let mut at = 0;
+            // Block by block of BK steps, so the inner loops run over fixed-size arrays.
+            for b in ks.start / BK..ks.end.div_ceil(BK) {
                 let sb = &dm[b * BLOCK_SCALES..(b + 1) * BLOCK_SCALES];
-                let (d, m) = sb.split_at(NR);
-                for (((o, &l), &d), &m) in o.iter_mut().zip(levels).zip(d).zip(m) {
-                    *o = d * f32::from(l) + m;
+                let d: &[f32; NR] = sb[..NR].try_into().expect("NR scales");
+                let m: &[f32; NR] = sb[NR..].try_into().expect("NR minimums");
+                let steps = ks.start.max(b * BK) - b * BK..ks.end.min((b + 1) * BK) - b * BK;
+                let levels = &q[b * BLOCK_BYTES + steps.start * NR..b * BLOCK_BYTES + steps.end * NR];
+                let o = &mut out[at..at + steps.len() * NR];
+                at += steps.len() * NR;
+                if let (Ok(lv), Ok(o)) = (
+                    <&[u8; BLOCK_BYTES]>::try_from(levels),
+                    <&mut [f32; BLOCK_BYTES]>::try_from(&mut *o),
+                ) {
+                    // A whole block: one loop the compiler vectorises without checks.
+                    for i in 0..BLOCK_BYTES {
+                        o[i] = d[i % NR] * f32::from(lv[i]) + m[i % NR];
+                    }
+                    continue;
+                }
+                for (lv, o) in levels.chunks_exact(NR).zip(o.chunks_exact_mut(NR)) {
+                    for j in 0..NR {
+                        o[j] = d[j] * f32::from(lv[j]) + m[j];
+                    }
                 }
             }
         }

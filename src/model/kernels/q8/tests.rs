@@ -23,7 +23,7 @@ fn dequantized(q: &Q8Panels) -> Vec<f32> {
     let (n, k) = (q.n, q.k);
     let panels = n.div_ceil(NR);
     let mut f = vec![f32::NAN; panels * k * NR];
-    q.dequantize(0..k, 0..panels, &mut f);
+    q.dequantize(Isa::Portable, 0..k, 0..panels, &mut f);
     let mut w = vec![0.0; n * k];
     for j in 0..n {
         for p in 0..k {
@@ -202,4 +202,25 @@ fn q8_is_smaller() {
     let q = PackedLinear::pack_as(&w, n, k, KernelPath::Portable, PackedFormat::Q8).unwrap();
     assert_eq!(f.bytes(), n * k * 4);
     assert_eq!(q.bytes(), n * k + n * k.div_ceil(BK) * 8);
+}
+
+#[test]
+#[ignore = "timing, run by hand"]
+fn dequantize_speed() {
+    let (n, k) = (1536, 576);
+    let w = values(n * k, 1);
+    let q = Q8Panels::quantize(&w, n, k);
+    let mut dst = vec![0.0; n.div_ceil(NR) * k * NR];
+    for isa in [KernelPath::Avx512, KernelPath::Portable] {
+        let isa = Isa::for_path(isa).unwrap();
+        let t = std::time::Instant::now();
+        // Blocks of 3 panels (~220 KiB of f32, in L2), as the f32 kernel asks for them.
+        for _ in 0..20 {
+            for p in (0..n / NR).step_by(3) {
+                q.dequantize(isa, 0..k, p..p + 3, &mut dst);
+            }
+        }
+        let per = t.elapsed().as_secs_f64() / 20.0 / (n * k) as f64;
+        eprintln!("{isa:?}: {:.3} ns/weight", per * 1e9);
+    }
 }
