@@ -47,12 +47,21 @@ pub const AUTO_DENSE_LIMIT_BYTES: u64 = 3 << 30;
 /// Default number of tokens per prefill chunk.
 pub const DEFAULT_PREFILL_CHUNK: usize = 512;
 
+/// Where token embeddings are read from.
+#[derive(Debug)]
+enum Embedding {
+    /// The table as a dense tensor `[vocab, hidden]`.
+    Dense(Tensor),
+    /// Rows of the packed output matrix the table is tied to (no second copy in memory).
+    TiedOutput,
+}
+
 /// A loaded decoder-only transformer. Immutable after loading, so `&DecoderModel` can be shared
 /// by any number of threads, each with its own [`KvState`].
 #[derive(Debug)]
 pub struct DecoderModel {
     config: ModelConfig,
-    embedding: Tensor,
+    embedding: Embedding,
     blocks: Vec<Block>,
     output_norm: Tensor,
     output: LinearWeight,
@@ -111,6 +120,7 @@ impl DecoderModel {
         let (h, hd) = (config.hidden_size, config.head_dim);
         let embd = loader.qtensor("token_embd.weight", &[config.vocab_size, h])?;
         let embedding = embd.dequantize(device)?;
+        let tied = file.tensor_dims("output.weight").is_none();
         let output = LinearWeight::new(
             match file.tensor_dims("output.weight") {
                 Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
@@ -120,6 +130,11 @@ impl DecoderModel {
             kernel,
             packed,
         )?;
+        // A tied table packed as the output matrix is read from there.
+        let embedding = match &output {
+            LinearWeight::Packed(_) if tied => Embedding::TiedOutput,
+            _ => Embedding::Dense(embedding),
+        };
         let mut blocks = Vec::with_capacity(config.n_layers);
         let qkv_bias = config.architecture.family().qkv_bias;
         for i in 0..config.n_layers {
@@ -312,8 +327,7 @@ impl DecoderModel {
         mask: Option<&Tensor>,
         state: &mut KvState,
     ) -> Result<Tensor> {
-        let ids = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
-        let mut x = self.embedding.index_select(&ids, 0)?;
+        let mut x = self.embed(tokens)?;
         let (cos, sin) = self.rope.tables_at(positions, &self.device)?;
         let ctx = ChunkContext {
             config: &self.config,
@@ -328,6 +342,32 @@ impl DecoderModel {
             x = block.forward(&x, kv, &ctx, lora)?;
         }
         Ok(x)
+    }
+
+    /// Embeddings of `tokens` (checked against the vocabulary by the callers), `[len, hidden]`.
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        match (&self.embedding, &self.output) {
+            (Embedding::TiedOutput, LinearWeight::Packed(w)) => {
+                let h = w.k();
+                let mut data = vec![0f32; tokens.len() * h];
+                for (&t, row) in tokens.iter().zip(data.chunks_exact_mut(h.max(1))) {
+                    if t as usize >= w.n() {
+                        return Err(Error::InvalidInput(format!(
+                            "token id {t} is outside the vocabulary"
+                        )));
+                    }
+                    w.row(t as usize, row);
+                }
+                Ok(Tensor::from_vec(data, (tokens.len(), h), &self.device)?)
+            }
+            (Embedding::Dense(table), _) => {
+                let ids = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
+                Ok(table.index_select(&ids, 0)?)
+            }
+            (Embedding::TiedOutput, LinearWeight::Candle(_)) => Err(Error::InvalidInput(
+                "tied embedding without a packed output matrix".into(),
+            )),
+        }
     }
 
     /// Evaluates a tree of tokens on top of `state` in one pass (tree attention): token `i`

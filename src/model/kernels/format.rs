@@ -12,11 +12,12 @@ pub const PACKED_ENV: &str = "DEBIAS_GUARD_PACKED";
 pub enum PackedFormat {
     /// 32-bit floats: exactly the dequantized values (4 bytes a weight).
     F32,
-    /// One byte a weight on a 255-level grid per 32 values of a row (f32 scale and minimum):
-    /// exact for Q4_0/Q4_1-style blocks that reach their own extremes (the default model's
-    /// file), else within half a level (1/510 of the block's range). Few-row products (decode)
-    /// read the bytes directly; larger ones dequantize blocks on the fly into the f32 kernel.
-    /// 1.25 bytes a weight.
+    /// One byte a weight on a 255-level grid per 32 values of a row (f32 scale and minimum),
+    /// 1.25 bytes a weight, for every matrix whose values the grid holds to f32 rounding:
+    /// weights dequantized from Q4_1 or Q8_0 blocks (the default model's file) and most Q4_0
+    /// ones. Other matrices (F16, BF16, f32, merged adapters) stay f32, so this format never
+    /// changes a weight. Few-row products (decode) read the bytes directly; larger ones
+    /// dequantize blocks on the fly into the f32 kernel.
     #[default]
     Q8,
 }

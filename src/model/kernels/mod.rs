@@ -231,8 +231,9 @@ impl PackedLinear {
     }
 
     /// Packs `w` (`[n, k]`, row-major, finite values) in `format` for the micro-kernels of
-    /// `path`; `None` when the CPU cannot run `path`. See [`PackedFormat`] for what 8-bit
-    /// panels keep of the values.
+    /// `path`; `None` when the CPU cannot run `path`. 8-bit panels are made only when they hold
+    /// every value to f32 rounding (see [`PackedFormat::Q8`]); otherwise the weight is packed
+    /// as f32 ([`PackedLinear::format`] says which).
     pub fn pack_as(
         w: &[f32],
         n: usize,
@@ -240,15 +241,20 @@ impl PackedLinear {
         path: KernelPath,
         format: PackedFormat,
     ) -> Option<Self> {
-        Isa::for_path(path).map(|isa| match format {
-            PackedFormat::F32 => Self::pack_with(w, n, k, isa),
-            PackedFormat::Q8 => Self {
+        let isa = Isa::for_path(path)?;
+        let q8 = match format {
+            PackedFormat::Q8 => q8::Q8Panels::quantize(w, n, k),
+            PackedFormat::F32 => None,
+        };
+        Some(match q8 {
+            Some(q) => Self {
                 n,
                 k,
                 k_blocks: k.div_ceil(KC).max(1),
-                storage: Storage::Q8(q8::Q8Panels::quantize(w, n, k)),
+                storage: Storage::Q8(q),
                 isa,
             },
+            None => Self::pack_with(w, n, k, isa),
         })
     }
 
@@ -281,6 +287,29 @@ impl PackedLinear {
         match self.storage {
             Storage::F32(_) => PackedFormat::F32,
             Storage::Q8(_) => PackedFormat::Q8,
+        }
+    }
+
+    /// Row `j < n` of `W` (`k` values, as packed: f32 rounding for 8-bit panels) into the
+    /// first `k` values of `out`; used to read a tied embedding table from its output copy.
+    ///
+    /// # Panics
+    /// When `j >= n` or `out.len() < k`.
+    pub fn row(&self, j: usize, out: &mut [f32]) {
+        assert!(j < self.n, "row {j} of {}", self.n);
+        assert!(out.len() >= self.k, "out has {} values, need {}", out.len(), self.k);
+        match &self.storage {
+            Storage::Q8(q) => q.row(j, out),
+            Storage::F32(_) => {
+                let (p, col) = (j / NR, j % NR);
+                for kb in 0..self.k_blocks {
+                    let ks = self.k_range(kb);
+                    let panel = self.block(kb, p..p + 1);
+                    for (o, step) in out[ks].iter_mut().zip(panel.chunks_exact(NR)) {
+                        *o = step[col];
+                    }
+                }
+            }
         }
     }
 

@@ -50,46 +50,76 @@ pub(super) struct Q8Panels {
     dm: Vec<f32>,
 }
 
-/// Scale and minimum of the 255-level grid over `vals`, then each value's level.
-fn quantize_block(vals: impl Iterator<Item = f32> + Clone, levels: &mut [u8]) -> (f32, f32) {
+/// Scale and minimum of a 255-level grid over `vals` (written to `levels`): of the grid from
+/// the block's minimum to its maximum and the symmetric grid `d = max|w| / 127`, `m = -128·d`,
+/// the one with the smaller largest error. The first holds Q4_1-style blocks exactly (`d·q +
+/// m`, both extremes present), the second Q8_0 blocks (`d·q`, `|q| ≤ 127`, the largest at 127).
+/// Returns `None` when neither grid holds the block to f32 rounding (see [`EXACT`]).
+fn quantize_block(vals: &[f32], levels: &mut [u8]) -> Option<(f32, f32)> {
     let (lo, hi) = vals
-        .clone()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
-    if !(hi > lo) {
+    if vals.is_empty() || hi <= lo {
         // One value repeated (or no values): all levels 0, w = m.
         levels.fill(0);
-        return (0.0, if lo.is_finite() { lo } else { 0.0 });
+        return Some((0.0, if lo.is_finite() { lo } else { 0.0 }));
     }
-    let d = (hi - lo) / 255.0;
-    for (l, v) in levels.iter_mut().zip(vals) {
-        *l = ((v - lo) / d).round().clamp(0.0, 255.0) as u8;
+    let grid = |d: f32, m: f32, levels: &mut [u8]| -> f32 {
+        let mut worst = 0.0f32;
+        for (l, &v) in levels.iter_mut().zip(vals) {
+            *l = ((v - m) / d).round().clamp(0.0, 255.0) as u8;
+            worst = worst.max((d * f32::from(*l) + m - v).abs());
+        }
+        worst
+    };
+    let span = (hi - lo) / 255.0;
+    let err_span = grid(span, lo, levels);
+    let big = lo.abs().max(hi.abs());
+    let d = big / 127.0;
+    let mut sym = [0u8; BK];
+    let sym = &mut sym[..levels.len()];
+    let err_sym = grid(d, -128.0 * d, sym);
+    if err_sym.min(err_span) > EXACT * big {
+        return None;
     }
-    (d, lo)
+    if err_sym < err_span {
+        levels.copy_from_slice(sym);
+        return Some((d, -128.0 * d));
+    }
+    Some((span, lo))
 }
+
+/// Largest error of a weight on its grid, relative to its block's largest magnitude, for the
+/// block to count as held exactly (a few f32 roundings; half a level would be ~2e-3).
+const EXACT: f32 = 4e-6;
 
 impl Q8Panels {
     /// Quantizes `w` (`[n, k]`, row-major, `w.len() >= n * k`, finite values) on the current
-    /// rayon pool.
-    pub(super) fn quantize(w: &[f32], n: usize, k: usize) -> Self {
+    /// rayon pool; `None` unless every block of 32 values is held to f32 rounding (weights
+    /// dequantized from Q4_0/Q4_1/Q8_0-style blocks are; F16, BF16 or trained f32 ones are not).
+    pub(super) fn quantize(w: &[f32], n: usize, k: usize) -> Option<Self> {
         let len = n.checked_mul(k).expect("n * k overflows");
         assert!(w.len() >= len, "weight has {} values, need {n} x {k}", w.len());
         let (panels, blocks) = (n.div_ceil(NR), k.div_ceil(BK));
         let mut q = vec![0u8; panels * blocks * BLOCK_BYTES];
         let mut dm = vec![0f32; panels * blocks * BLOCK_SCALES];
         let per_panel = (blocks * BLOCK_BYTES, blocks * BLOCK_SCALES);
-        q.par_chunks_mut(per_panel.0.max(1))
+        let exact = q
+            .par_chunks_mut(per_panel.0.max(1))
             .zip(dm.par_chunks_mut(per_panel.1.max(1)))
             .enumerate()
-            .for_each(|(p, (qp, dmp))| {
+            .all(|(p, (qp, dmp))| {
                 let mut levels = [0u8; BK];
                 for j in 0..NR.min(n - p * NR) {
                     let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
                     for b in 0..blocks {
                         let steps = &row[b * BK..((b + 1) * BK).min(k)];
-                        let (d, m) =
-                            quantize_block(steps.iter().copied(), &mut levels[..steps.len()]);
+                        let Some((d, m)) = quantize_block(steps, &mut levels[..steps.len()])
+                        else {
+                            return false;
+                        };
                         let (qb, sb) = (
                             &mut qp[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES],
                             &mut dmp[b * BLOCK_SCALES..(b + 1) * BLOCK_SCALES],
@@ -101,13 +131,28 @@ impl Q8Panels {
                         sb[NR + j] = m;
                     }
                 }
+                true
             });
-        Self {
+        exact.then_some(Self {
             n,
             k,
             blocks,
             q,
             dm,
+        })
+    }
+
+    /// Row `j` of `W` (`k` values) into `out`, dequantized.
+    pub(super) fn row(&self, j: usize, out: &mut [f32]) {
+        assert!(j < self.n && out.len() >= self.k);
+        let (q, dm) = self.panel(j / NR);
+        let col = j % NR;
+        for (b, chunk) in out[..self.k].chunks_mut(BK).enumerate() {
+            let (d, m) = (dm[b * BLOCK_SCALES + col], dm[b * BLOCK_SCALES + NR + col]);
+            let levels = &q[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES];
+            for (u, o) in chunk.iter_mut().enumerate() {
+                *o = d * f32::from(levels[u * NR + col]) + m;
+            }
         }
     }
 
