@@ -1,7 +1,8 @@
 //! Decode with f32 against 8-bit packed weights (`PackedFormat::F32` vs `Q8`), side by side.
 //!
-//! 1. Kernel: one projection of each of the decoder's shapes for `m` = 1..16 rows (the rows of a
-//!    lock-step decode step), f32 panels then 8-bit panels, alternating, medians of
+//! 1. Kernel: one projection of each of the decoder's shapes for `m` = 1 to 512 rows (decode
+//!    steps of one or several branches, tree batches, prefill chunks), f32 panels then 8-bit
+//!    panels (Q4_1-style values, which the 8-bit grid holds), alternating, medians of
 //!    BENCH_RUNS timed batches (µs per call). Up to `Q8_ROWS_MAX` rows the 8-bit panels are
 //!    read directly; above, blocks are dequantized into the f32 kernel.
 //! 2. Engine: the default model opened twice (f32 and q8 panels), greedy generation of
@@ -38,6 +39,23 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `w` rounded in blocks of 32 to 16 levels from each block's minimum to its maximum, as a
+/// Q4_1 file holds weights (the 8-bit grid holds such values; random ones stay f32).
+fn q4_1_like(mut w: Vec<f32>) -> Vec<f32> {
+    for block in w.chunks_mut(32) {
+        let (lo, hi) = block
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        let d = (hi - lo) / 15.0;
+        if d > 0.0 {
+            block
+                .iter_mut()
+                .for_each(|v| *v = d * ((*v - lo) / d).round() + lo);
+        }
+    }
+    w
+}
+
 /// The CPU's model name and the SIMD features the kernels care about.
 fn cpu() -> (String, Vec<&'static str>) {
     let name = std::fs::read_to_string("/proc/cpuinfo")
@@ -69,12 +87,17 @@ fn cpu() -> (String, Vec<&'static str>) {
 
 /// Median µs per call of each format's `forward` for `m` rows of one shape.
 fn kernel_case(path: KernelPath, n: usize, k: usize, m: usize, runs: usize) -> (f64, f64) {
-    let w = values(n * k, (n + k) as u64);
+    let w = q4_1_like(values(n * k, (n + k) as u64));
     let x = values(m * k, m as u64);
     let lins: Vec<PackedLinear> = [PackedFormat::F32, PackedFormat::Q8]
         .into_iter()
         .map(|f| PackedLinear::pack_as(&w, n, k, path, f).expect("supported path"))
         .collect();
+    assert_eq!(
+        lins[1].format(),
+        PackedFormat::Q8,
+        "values off the 8-bit grid"
+    );
     let mut out = vec![0.0; m * n];
     // Calls per batch: about 20 ms of the f32 kernel.
     let t = Instant::now();
@@ -103,7 +126,12 @@ fn generate(engine: &Engine, prompts: &[String], tokens: usize) -> (f64, Vec<Vec
     };
     let t = Instant::now();
     let out: Vec<Vec<u32>> = if prompts.len() == 1 {
-        vec![engine.generate(&prompts[0], &options).expect("generate").tokens]
+        vec![
+            engine
+                .generate(&prompts[0], &options)
+                .expect("generate")
+                .tokens,
+        ]
     } else {
         engine
             .generate_many(prompts, &options)
@@ -139,7 +167,11 @@ fn main() {
                 println!(
                     "{n:>5}x{k:<5} m={m:>2}: f32 {f:>8.1}  q8 {q:>8.1}  f32/q8 {:.2}{}",
                     f / q,
-                    if m > Q8_ROWS_MAX { " (q8 dequantized)" } else { "" }
+                    if m > Q8_ROWS_MAX {
+                        " (q8 dequantized)"
+                    } else {
+                        ""
+                    }
                 );
                 rows.push(json!({"n": n, "k": k, "m": m, "f32_us": f, "q8_us": q}));
             }
@@ -170,8 +202,15 @@ fn main() {
         let prompts: Vec<String> = std::iter::once(None)
             .chain(contexts().into_iter().map(|(_, text)| Some(text)))
             .map(|c| {
-                reasoning_prompt(&engines[0], &builder, &transcript, item, c.as_deref(), false)
-                    .unwrap()
+                reasoning_prompt(
+                    &engines[0],
+                    &builder,
+                    &transcript,
+                    item,
+                    c.as_deref(),
+                    false,
+                )
+                .unwrap()
             })
             .collect();
         let mut cases = serde_json::Map::new();

@@ -48,13 +48,16 @@ fn packed_engine(
 /// levels the 8-bit grid holds exactly: f32 rounding of another summation order only.
 const Q8_EXACT_LOGIT_TOL: f32 = 1e-4;
 
-
 /// Label distributions, the logits of a few rows of a long prompt (prefill: more rows than
 /// `Q8_ROWS_MAX`, dequantized panels) and 16 greedy tokens (decode: 8-bit panels read directly).
 fn q8_vs_f32(path: &Path, kernel: KernelPath, q8_held: PackedFormat) -> (f64, f32, bool) {
     let run = |packed| {
         let engine = packed_engine(path, kernel, WeightFormat::DenseF32, packed);
-        let held = if packed == PackedFormat::Q8 { q8_held } else { packed };
+        let held = if packed == PackedFormat::Q8 {
+            q8_held
+        } else {
+            packed
+        };
         assert_eq!(engine.packed_format(), Some(held), "{kernel}");
         let prompts = prompts(&engine);
         let (dists, _) = engine.score_many(&prompts).unwrap();
@@ -110,7 +113,6 @@ fn q8_panels_match_f32_panels_on_every_path() {
         assert!(p == 0.0 && l == 0.0 && same, "{kernel}: {p} {l} {same}");
     }
 }
-
 
 fn prompts(engine: &Engine) -> Vec<LabelPrompt> {
     let rubric = Rubric::builtin();

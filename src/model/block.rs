@@ -29,9 +29,10 @@ impl LinearWeight {
                     let w = w.contiguous()?;
                     let (storage, layout) = w.storage_and_layout();
                     let packed = match (&*storage, layout.contiguous_offsets()) {
-                        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => {
-                            PackedLinear::pack_as(&v[a..b], n, k, path, format)
-                        }
+                        (
+                            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
+                            Some((a, b)),
+                        ) => PackedLinear::pack_as(&v[a..b], n, k, path, format),
                         _ => None,
                     };
                     if let Some(packed) = packed {

@@ -132,7 +132,11 @@ impl DecoderModel {
         )?;
         // A tied table packed as the output matrix is read from there.
         let embedding = match &output {
-            LinearWeight::Packed(_) if tied => Embedding::TiedOutput,
+            LinearWeight::Packed(_) if tied => {
+                // Freed now, before the blocks load (it would otherwise live to the end).
+                drop(embedding);
+                Embedding::TiedOutput
+            }
             _ => Embedding::Dense(embedding),
         };
         let mut blocks = Vec::with_capacity(config.n_layers);

@@ -147,7 +147,15 @@ impl Isa {
 
     /// `out[r][j] += Σ_p x[r * k + p] · W[j, p]` for one 8-bit panel (levels `q`, scales `dm`,
     /// see `q8::Q8Panels`) and the `out.len()` rows of `x`, whose block sums are `xsum`.
-    fn q8_rows(self, x: &[f32], k: usize, xsum: &[f32], q: &[u8], dm: &[f32], out: &mut [[f32; NR]]) {
+    fn q8_rows(
+        self,
+        x: &[f32],
+        k: usize,
+        xsum: &[f32],
+        q: &[u8],
+        dm: &[f32],
+        out: &mut [[f32; NR]],
+    ) {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512(isa) => isa.q8_rows(x, k, xsum, q, dm, out),
@@ -297,7 +305,12 @@ impl PackedLinear {
     /// When `j >= n` or `out.len() < k`.
     pub fn row(&self, j: usize, out: &mut [f32]) {
         assert!(j < self.n, "row {j} of {}", self.n);
-        assert!(out.len() >= self.k, "out has {} values, need {}", out.len(), self.k);
+        assert!(
+            out.len() >= self.k,
+            "out has {} values, need {}",
+            out.len(),
+            self.k
+        );
         match &self.storage {
             Storage::Q8(q) => q.row(j, out),
             Storage::F32(_) => {

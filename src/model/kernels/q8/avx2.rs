@@ -6,11 +6,11 @@
 use super::{check_rows, Q8Panels, BK, BLOCK_BYTES, BLOCK_SCALES};
 use crate::model::kernels::avx2::Avx2;
 use crate::model::kernels::{part_start, NR};
-use std::ops::Range;
 use std::arch::x86_64::{
     __m128i, __m256, _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
     _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm_loadl_epi64,
 };
+use std::ops::Range;
 
 /// Most rows of one register tile.
 const R2: usize = 6;

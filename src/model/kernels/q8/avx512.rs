@@ -7,11 +7,11 @@
 use super::{check_rows, Q8Panels, BK, BLOCK_BYTES, BLOCK_SCALES};
 use crate::model::kernels::avx512::Avx512;
 use crate::model::kernels::{part_start, NR};
-use std::ops::Range;
 use std::arch::x86_64::{
     __m128i, __m512, _mm512_cvtepi32_ps, _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_loadu_ps,
     _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm_loadu_si128,
 };
+use std::ops::Range;
 
 /// Most rows of one register tile.
 const R5: usize = 12;
@@ -105,7 +105,10 @@ unsafe fn panel<const R: usize>(
         unsafe {
             let sc = dm.add(b * BLOCK_SCALES);
             let (d0, d1) = (_mm512_loadu_ps(sc), _mm512_loadu_ps(sc.add(16)));
-            let (m0, m1) = (_mm512_loadu_ps(sc.add(NR)), _mm512_loadu_ps(sc.add(NR + 16)));
+            let (m0, m1) = (
+                _mm512_loadu_ps(sc.add(NR)),
+                _mm512_loadu_ps(sc.add(NR + 16)),
+            );
             for ((t, o), xs) in t.iter().zip(&out).zip(&xsum) {
                 let xs = _mm512_set1_ps(*xs.add(b));
                 let o0 = _mm512_fmadd_ps(d0, t[0], _mm512_loadu_ps(*o));

@@ -101,7 +101,11 @@ impl Q8Panels {
     /// dequantized from Q4_0/Q4_1/Q8_0-style blocks are; F16, BF16 or trained f32 ones are not).
     pub(super) fn quantize(w: &[f32], n: usize, k: usize) -> Option<Self> {
         let len = n.checked_mul(k).expect("n * k overflows");
-        assert!(w.len() >= len, "weight has {} values, need {n} x {k}", w.len());
+        assert!(
+            w.len() >= len,
+            "weight has {} values, need {n} x {k}",
+            w.len()
+        );
         let (panels, blocks) = (n.div_ceil(NR), k.div_ceil(BK));
         let mut q = vec![0u8; panels * blocks * BLOCK_BYTES];
         let mut dm = vec![0f32; panels * blocks * BLOCK_SCALES];
@@ -116,8 +120,7 @@ impl Q8Panels {
                     let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
                     for b in 0..blocks {
                         let steps = &row[b * BK..((b + 1) * BK).min(k)];
-                        let Some((d, m)) = quantize_block(steps, &mut levels[..steps.len()])
-                        else {
+                        let Some((d, m)) = quantize_block(steps, &mut levels[..steps.len()]) else {
                             return false;
                         };
                         let (qb, sb) = (
@@ -204,7 +207,8 @@ impl Q8Panels {
                 let d: &[f32; NR] = sb[..NR].try_into().expect("NR scales");
                 let m: &[f32; NR] = sb[NR..].try_into().expect("NR minimums");
                 let steps = ks.start.max(b * BK) - b * BK..ks.end.min((b + 1) * BK) - b * BK;
-                let levels = &q[b * BLOCK_BYTES + steps.start * NR..b * BLOCK_BYTES + steps.end * NR];
+                let levels =
+                    &q[b * BLOCK_BYTES + steps.start * NR..b * BLOCK_BYTES + steps.end * NR];
                 let o = &mut out[at..at + steps.len() * NR];
                 at += steps.len() * NR;
                 if let (Ok(lv), Ok(o)) = (

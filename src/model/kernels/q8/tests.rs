@@ -106,7 +106,11 @@ fn q8_0_blocks_are_exact() {
     let mut w = vec![0.0f32; n * k];
     for (i, v) in w.iter_mut().enumerate() {
         let d = 0.002 + 0.001 * (i / BK) as f32;
-        let q = if i % BK == 3 { -127.0 } else { (levels[i] * 127.0).round() };
+        let q = if i % BK == 3 {
+            -127.0
+        } else {
+            (levels[i] * 127.0).round()
+        };
         *v = d * q;
     }
     let back = dequantized(&Q8Panels::quantize(&w, n, k).expect("on the grid"));
@@ -254,7 +258,10 @@ fn rows_read_back_in_both_formats() {
         for j in [0, 1, 31, 32, 36] {
             lin.row(j, &mut row);
             for (s, (&got, &want)) in row.iter().zip(&w[j * k..(j + 1) * k]).enumerate() {
-                assert!((got - want).abs() <= 1e-6, "{format} [{j},{s}]: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-6,
+                    "{format} [{j},{s}]: {got} vs {want}"
+                );
             }
             assert!(row[k].is_nan(), "wrote past k");
         }
