@@ -2,11 +2,15 @@
 //! results: whole-model scores on a tiny model agree across paths (the SIMD paths bit for bit),
 //! each path matches transformers on the tiny Hugging Face bases and llama.cpp (F32 weights) on
 //! the real default model within those tests' own tolerances, and `DEBIAS_GUARD_KERNEL` forces
-//! a path (checked in child processes, since the variable is read once per process).
+//! a path (checked in child processes, since the variable is read once per process). The
+//! 8-bit packed weights (`PackedFormat::Q8`, the default) run on every path and match the f32
+//! panels: the same weights on Q4_1 models; a model whose weights are on no grid stays f32.
 
-use debias_guard::model::kernels::{KernelPath, KERNEL_ENV};
+use debias_guard::model::kernels::{KernelPath, PackedFormat, KERNEL_ENV};
 use debias_guard::model::WeightFormat;
-use debias_guard::{Engine, EngineOptions, LabelPrompt, PromptBuilder, Rubric, Transcript};
+use debias_guard::{
+    Engine, EngineOptions, GenerateOptions, LabelPrompt, PromptBuilder, Rubric, Transcript,
+};
 use debias_guard_testkit::{
     max_abs_diff, real_model_path, scratch_dir, tiny_model, write_adapter_fixtures, TinySpec,
     SAMPLE_TRANSCRIPT,
@@ -21,13 +25,93 @@ const PORTABLE_PROB_TOL: f64 = 1e-5;
 const PORTABLE_LOGIT_TOL: f32 = 1e-5;
 
 fn engine(path: &Path, kernel: KernelPath, format: WeightFormat) -> Engine {
+    packed_engine(path, kernel, format, PackedFormat::default())
+}
+
+fn packed_engine(
+    path: &Path,
+    kernel: KernelPath,
+    format: WeightFormat,
+    packed: PackedFormat,
+) -> Engine {
     let options = EngineOptions {
         threads: 2,
         weight_format: format,
         kernel: Some(kernel),
+        packed_format: Some(packed),
         ..Default::default()
     };
     Engine::open(path, &options).unwrap_or_else(|e| panic!("{kernel}: {e}"))
+}
+
+/// Largest |Δlogit| / max(1, |logit|) between 8-bit and f32 panels on a Q4_1 model, whose
+/// levels the 8-bit grid holds exactly: f32 rounding of another summation order only.
+const Q8_EXACT_LOGIT_TOL: f32 = 1e-4;
+
+/// Label distributions, the logits of a few rows of a long prompt (prefill: more rows than
+/// `Q8_ROWS_MAX`, dequantized panels) and 16 greedy tokens (decode: 8-bit panels read directly).
+fn q8_vs_f32(path: &Path, kernel: KernelPath, q8_held: PackedFormat) -> (f64, f32, bool) {
+    let run = |packed| {
+        let engine = packed_engine(path, kernel, WeightFormat::DenseF32, packed);
+        let held = if packed == PackedFormat::Q8 {
+            q8_held
+        } else {
+            packed
+        };
+        assert_eq!(engine.packed_format(), Some(held), "{kernel}");
+        let prompts = prompts(&engine);
+        let (dists, _) = engine.score_many(&prompts).unwrap();
+        let mut tokens = engine.tokenize(&prompts[0].text).unwrap();
+        while tokens.len() < 300 {
+            tokens.extend_from_within(..tokens.len().min(300 - tokens.len()));
+        }
+        let logits = engine.logits(&tokens, &[0, 150, 299]).unwrap();
+        let options = GenerateOptions {
+            max_tokens: 16,
+            ..GenerateOptions::default()
+        };
+        let generated = engine.generate(&prompts[1].text, &options).unwrap().tokens;
+        (dists, logits, generated)
+    };
+    let (fd, fl, fg) = run(PackedFormat::F32);
+    let (qd, ql, qg) = run(PackedFormat::Q8);
+    let worst_p = fd
+        .iter()
+        .zip(&qd)
+        .map(|(a, b)| max_abs_diff(&a.probs, &b.probs))
+        .fold(0.0, f64::max);
+    let worst_l = fl
+        .iter()
+        .flatten()
+        .zip(ql.iter().flatten())
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+        .fold(0.0, f32::max);
+    (worst_p, worst_l, fg == qg)
+}
+
+#[test]
+fn q8_panels_match_f32_panels_on_every_path() {
+    let spec = |dtype| TinySpec {
+        hidden: 96,
+        ffn: 224,
+        heads: 6,
+        kv_heads: 2,
+        untied_output: true,
+        dtype,
+        ..Default::default()
+    };
+    use candle_core::quantized::GgmlDType;
+    let exact = tiny_model("kernel-paths-q8-q4_1", &spec(GgmlDType::Q4_1));
+    let rounded = tiny_model("kernel-paths-q8-f32", &spec(GgmlDType::F32));
+    for kernel in KernelPath::supported() {
+        let (p, l, same) = q8_vs_f32(&exact, kernel, PackedFormat::Q8);
+        eprintln!("{kernel} Q4_1 model: q8 vs f32 max |Δp| {p:.2e}, rel |Δlogit| {l:.2e}, greedy equal {same}");
+        assert!(l <= Q8_EXACT_LOGIT_TOL, "{kernel}: logits {l}");
+        assert!(same, "{kernel}: greedy tokens differ on exact weights");
+        // Random f32 weights are on no grid: they stay f32, with the very same results.
+        let (p, l, same) = q8_vs_f32(&rounded, kernel, PackedFormat::F32);
+        assert!(p == 0.0 && l == 0.0 && same, "{kernel}: {p} {l} {same}");
+    }
 }
 
 fn prompts(engine: &Engine) -> Vec<LabelPrompt> {

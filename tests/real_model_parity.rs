@@ -2,8 +2,9 @@
 //! label distributions within a stated tolerance (fixture made by scripts/llamacpp_reference.py).
 
 use debias_guard::engine::TokenQuery;
+use debias_guard::model::kernels::PackedFormat;
 use debias_guard::model::WeightFormat;
-use debias_guard::{Engine, EngineOptions, LabelPrompt};
+use debias_guard::{Engine, EngineOptions, GenerateOptions, LabelPrompt};
 use serde_json::Value;
 
 /// Largest allowed difference of one label's probability against llama.cpp running the same
@@ -49,16 +50,22 @@ fn prompts() -> Vec<(String, LabelPrompt)> {
         .collect()
 }
 
-fn check(format: WeightFormat, reference: &str, tolerance: f64) -> f64 {
-    let engine = Engine::open(
+/// The real default model with `format` weights packed as `packed` (when they are dense).
+fn open(format: WeightFormat, packed: PackedFormat) -> Engine {
+    Engine::open(
         debias_guard_testkit::real_model_path(),
         &EngineOptions {
             threads: 2,
             weight_format: format,
+            packed_format: Some(packed),
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn check(format: WeightFormat, packed: PackedFormat, reference: &str, tolerance: f64) -> f64 {
+    let engine = open(format, packed);
     let reference = fixture(reference);
     let mut worst = 0.0f64;
     for ((id, prompt), refp) in prompts()
@@ -99,7 +106,7 @@ fn check(format: WeightFormat, reference: &str, tolerance: f64) -> f64 {
         let diff = debias_guard_testkit::max_abs_diff(&dist.probs, &ref_probs);
         let mass = refp["label_mass"].as_f64().unwrap();
         eprintln!(
-            "{format:?} {id}: max |Δp| = {diff:.5}, mass {:.4} vs {mass:.4}, expected {:.4} vs {:.4}",
+            "{format:?} {packed} {id}: max |Δp| = {diff:.5}, mass {:.4} vs {mass:.4}, expected {:.4} vs {:.4}",
             dist.label_mass, dist.expected, refp["expected_score"].as_f64().unwrap()
         );
         assert!(
@@ -124,22 +131,72 @@ fn check(format: WeightFormat, reference: &str, tolerance: f64) -> f64 {
 
 #[test]
 fn label_distributions_match_llama_cpp_on_f32_weights() {
-    let worst = check(
-        WeightFormat::DenseF32,
-        "llamacpp_reference_f32.json",
-        F32_TOLERANCE,
-    );
-    eprintln!("worst |Δp| vs llama.cpp F32: {worst:.5}");
+    // Both packed formats: the 8-bit panels hold the file's Q4_1 levels exactly, so they stay
+    // within the f32 tolerance too.
+    for packed in [PackedFormat::F32, PackedFormat::Q8] {
+        let worst = check(
+            WeightFormat::DenseF32,
+            packed,
+            "llamacpp_reference_f32.json",
+            F32_TOLERANCE,
+        );
+        eprintln!("worst |Δp| vs llama.cpp F32 ({packed} panels): {worst:.5}");
+    }
 }
 
 #[test]
 fn label_distributions_match_llama_cpp_on_q4_1_kernels() {
-    let worst = check(
-        WeightFormat::Auto,
-        "llamacpp_reference.json",
-        Q4_1_TOLERANCE,
+    for packed in [PackedFormat::F32, PackedFormat::Q8] {
+        let worst = check(
+            WeightFormat::Auto,
+            packed,
+            "llamacpp_reference.json",
+            Q4_1_TOLERANCE,
+        );
+        eprintln!("worst |Δp| vs llama.cpp Q4_1 ({packed} panels): {worst:.5}");
+    }
+}
+
+/// Largest allowed difference of one label's probability between the 8-bit and the f32
+/// panels of the same engine: the same weights (the file's Q4_1 levels) summed in another
+/// order, so f32 rounding only.
+const Q8_VS_F32_TOLERANCE: f64 = 1e-4;
+
+#[test]
+fn q8_panels_match_f32_panels() {
+    // Label distributions on the fixture prompts, and 64 greedy tokens of one prompt.
+    let (f32_engine, q8_engine) = (
+        open(WeightFormat::Auto, PackedFormat::F32),
+        open(WeightFormat::Auto, PackedFormat::Q8),
     );
-    eprintln!("worst |Δp| vs llama.cpp Q4_1: {worst:.5}");
+    assert_eq!(f32_engine.packed_format(), Some(PackedFormat::F32));
+    assert_eq!(q8_engine.packed_format(), Some(PackedFormat::Q8));
+    let mut worst = 0.0f64;
+    for (id, prompt) in prompts() {
+        let (a, b) = (
+            f32_engine.score(&prompt).unwrap(),
+            q8_engine.score(&prompt).unwrap(),
+        );
+        let diff = debias_guard_testkit::max_abs_diff(&a.probs, &b.probs);
+        eprintln!("{id}: q8 vs f32 max |Δp| = {diff:.2e}");
+        assert!(diff <= Q8_VS_F32_TOLERANCE, "{id}: {diff}");
+        worst = worst.max(diff);
+    }
+    let options = GenerateOptions {
+        max_tokens: 64,
+        ..GenerateOptions::default()
+    };
+    let text = &prompts()[0].1.text;
+    let (a, b) = (
+        f32_engine.generate(text, &options).unwrap(),
+        q8_engine.generate(text, &options).unwrap(),
+    );
+    eprintln!(
+        "q8 vs f32: worst |Δp| {worst:.2e}; greedy tokens equal: {} ({} tokens)",
+        a.tokens == b.tokens,
+        a.tokens.len()
+    );
+    assert_eq!(a.tokens, b.tokens, "greedy generations differ");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::formats::chat::ChatTemplate;
 use crate::formats::gguf::{GgufFile, MetadataExt};
 use crate::formats::tokenizer::TextTokenizer;
 use crate::formats::TensorSource;
-use crate::model::kernels::KernelPath;
+use crate::model::kernels::{KernelPath, PackedFormat};
 use crate::model::{DecoderModel, KvState, LoraWeights, WeightFormat, DEFAULT_PREFILL_CHUNK};
 use crate::prompt::{PromptBuilder, PromptMessages, Transcript};
 use crate::rubric::RubricItem;
@@ -57,6 +57,9 @@ pub struct EngineOptions {
     /// `DEBIAS_GUARD_KERNEL`, else [`KernelPath::auto`]). A path the CPU cannot run makes
     /// [`Engine::open`] fail.
     pub kernel: Option<KernelPath>,
+    /// Value format of the packed weights (`None` = the process-wide choice:
+    /// `DEBIAS_GUARD_PACKED`, else [`PackedFormat::default`], 8-bit). See [`PackedFormat`].
+    pub packed_format: Option<PackedFormat>,
     /// A PEFT adapter directory folded into the weights at load (`W + scale · B · A`): the
     /// adapter is always on and costs nothing per token. Merged projections are held as dense
     /// f32. Other adapters can still be loaded on top at run time.
@@ -71,6 +74,7 @@ impl Default for EngineOptions {
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
             device: Device::Cpu,
             kernel: None,
+            packed_format: None,
             merge_adapter: None,
         }
     }
@@ -138,6 +142,10 @@ impl Engine {
             None => KernelPath::from_env(),
         }
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let packed = match options.packed_format {
+            Some(f) => f,
+            None => PackedFormat::from_env().map_err(Error::InvalidInput)?,
+        };
         let merge = match &options.merge_adapter {
             Some(dir) => Some(PeftAdapter::load(dir)?),
             None => None,
@@ -157,6 +165,7 @@ impl Engine {
                 options.weight_format,
                 &options.device,
                 kernel,
+                packed,
             )
         };
         let (model, tokenizer, template) = if crate::formats::hf::is_model_dir(path) {
@@ -350,6 +359,12 @@ impl Engine {
     /// candle's matmul does (quantized weights, GPU).
     pub fn kernel_path(&self) -> Option<KernelPath> {
         self.shared.model.kernel_path()
+    }
+
+    /// The value format of the packed projections (`f32`, `q8`), `None` when none is packed
+    /// (see [`Engine::kernel_path`]).
+    pub fn packed_format(&self) -> Option<PackedFormat> {
+        self.shared.model.packed_format()
     }
 
     /// Worker threads of this engine.

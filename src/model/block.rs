@@ -1,6 +1,6 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
-use super::kernels::{KernelPath, PackedLinear};
+use super::kernels::{KernelPath, PackedFormat, PackedLinear};
 use super::lora::{LayerLora, LoraPair};
 use super::rope::Rope;
 use crate::arch::{ModelConfig, Projection};
@@ -10,26 +10,34 @@ use candle_core::{Module, Result, Tensor};
 /// How a projection's weight is stored and multiplied.
 #[derive(Debug, Clone)]
 pub enum LinearWeight {
-    /// Repacked f32 panels for our kernel (dense f32 weights on the CPU).
+    /// Repacked panels for our kernel (dense f32 weights on the CPU), f32 or 8-bit.
     Packed(std::sync::Arc<PackedLinear>),
     /// Any form candle multiplies itself (dense f32 or quantized blocks).
     Candle(QMatMul),
 }
 
 impl LinearWeight {
-    /// Wraps a candle weight, repacking dense f32 CPU matrices for the kernel of `path` (which
-    /// the caller has checked the CPU supports; `None` or an unsupported one keeps candle's
-    /// matmul).
-    pub fn new(weight: QMatMul, path: Option<KernelPath>) -> Result<Self> {
+    /// Wraps a candle weight, repacking dense f32 CPU matrices in `format` for the kernel of
+    /// `path` (which the caller has checked the CPU supports; `None` or an unsupported one
+    /// keeps candle's matmul).
+    pub fn new(weight: QMatMul, path: Option<KernelPath>, format: PackedFormat) -> Result<Self> {
         if let QMatMul::Tensor(w) = &weight {
             if w.device().is_cpu() && w.dtype() == candle_core::DType::F32 {
                 let (n, k) = w.dims2()?;
-                let data = match path {
-                    Some(_) => w.flatten_all()?.to_vec1::<f32>()?,
-                    None => Vec::new(),
-                };
-                if let Some(packed) = path.and_then(|p| PackedLinear::pack(&data, n, k, p)) {
-                    return Ok(Self::Packed(std::sync::Arc::new(packed)));
+                if let Some(path) = path {
+                    // Packed straight from the tensor's storage (no f32 copy of the matrix).
+                    let w = w.contiguous()?;
+                    let (storage, layout) = w.storage_and_layout();
+                    let packed = match (&*storage, layout.contiguous_offsets()) {
+                        (
+                            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
+                            Some((a, b)),
+                        ) => PackedLinear::pack_as(&v[a..b], n, k, path, format),
+                        _ => None,
+                    };
+                    if let Some(packed) = packed {
+                        return Ok(Self::Packed(std::sync::Arc::new(packed)));
+                    }
                 }
             }
         }
@@ -40,6 +48,14 @@ impl LinearWeight {
     pub fn kernel_path(&self) -> Option<KernelPath> {
         match self {
             Self::Packed(w) => Some(w.path()),
+            Self::Candle(_) => None,
+        }
+    }
+
+    /// The packed format, `None` when candle's matmul multiplies this weight.
+    pub fn packed_format(&self) -> Option<PackedFormat> {
+        match self {
+            Self::Packed(w) => Some(w.format()),
             Self::Candle(_) => None,
         }
     }

@@ -23,7 +23,7 @@ use crate::formats::gguf::GgufFile;
 use block::{causal_mask, Block, ChunkContext, Linear, LinearWeight};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Tensor};
-use kernels::KernelPath;
+use kernels::{KernelPath, PackedFormat};
 use rope::Rope;
 use std::sync::Arc;
 
@@ -47,12 +47,21 @@ pub const AUTO_DENSE_LIMIT_BYTES: u64 = 3 << 30;
 /// Default number of tokens per prefill chunk.
 pub const DEFAULT_PREFILL_CHUNK: usize = 512;
 
+/// Where token embeddings are read from.
+#[derive(Debug)]
+enum Embedding {
+    /// The table as a dense tensor `[vocab, hidden]`.
+    Dense(Tensor),
+    /// Rows of the packed output matrix the table is tied to (no second copy in memory).
+    TiedOutput,
+}
+
 /// A loaded decoder-only transformer. Immutable after loading, so `&DecoderModel` can be shared
 /// by any number of threads, each with its own [`KvState`].
 #[derive(Debug)]
 pub struct DecoderModel {
     config: ModelConfig,
-    embedding: Tensor,
+    embedding: Embedding,
     blocks: Vec<Block>,
     output_norm: Tensor,
     output: LinearWeight,
@@ -69,7 +78,8 @@ impl DecoderModel {
 
     /// Loads and shape-checks the weights of any tensor source for a validated configuration,
     /// with the kernel path from [`KernelPath::from_env`] (`DEBIAS_GUARD_KERNEL`, else
-    /// [`KernelPath::auto`]).
+    /// [`KernelPath::auto`]) and the packed format from [`PackedFormat::from_env`]
+    /// (`DEBIAS_GUARD_PACKED`, else the default).
     pub fn from_source(
         config: ModelConfig,
         file: &dyn TensorSource,
@@ -77,17 +87,19 @@ impl DecoderModel {
         device: &Device,
     ) -> Result<Self> {
         let kernel = KernelPath::from_env().map_err(|e| Error::InvalidInput(e.to_string()))?;
-        Self::from_source_with_kernel(config, file, format, device, kernel)
+        let packed = PackedFormat::from_env().map_err(Error::InvalidInput)?;
+        Self::from_source_with_kernel(config, file, format, device, kernel, packed)
     }
 
-    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed for `kernel` (`None`:
-    /// candle's matmul); an error when the CPU cannot run it.
+    /// [`DecoderModel::from_source`] with dense f32 CPU weights packed in `packed` format for
+    /// `kernel` (`None`: candle's matmul); an error when the CPU cannot run it.
     pub fn from_source_with_kernel(
         config: ModelConfig,
         file: &dyn TensorSource,
         format: WeightFormat,
         device: &Device,
         kernel: Option<KernelPath>,
+        packed: PackedFormat,
     ) -> Result<Self> {
         if let Some(k) = kernel {
             k.check().map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -108,6 +120,7 @@ impl DecoderModel {
         let (h, hd) = (config.hidden_size, config.head_dim);
         let embd = loader.qtensor("token_embd.weight", &[config.vocab_size, h])?;
         let embedding = embd.dequantize(device)?;
+        let tied = file.tensor_dims("output.weight").is_none();
         let output = LinearWeight::new(
             match file.tensor_dims("output.weight") {
                 Some(_) => loader.matrix("output.weight", &[config.vocab_size, h])?,
@@ -115,7 +128,17 @@ impl DecoderModel {
                 None => QMatMul::from_qtensor(embd)?,
             },
             kernel,
+            packed,
         )?;
+        // A tied table packed as the output matrix is read from there.
+        let embedding = match &output {
+            LinearWeight::Packed(_) if tied => {
+                // Freed now, before the blocks load (it would otherwise live to the end).
+                drop(embedding);
+                Embedding::TiedOutput
+            }
+            _ => Embedding::Dense(embedding),
+        };
         let mut blocks = Vec::with_capacity(config.n_layers);
         let qkv_bias = config.architecture.family().qkv_bias;
         for i in 0..config.n_layers {
@@ -125,6 +148,7 @@ impl DecoderModel {
                     weight: LinearWeight::new(
                         loader.matrix(&name(&format!("{t}.weight")), &[rows, cols])?,
                         kernel,
+                        packed,
                     )?,
                     bias: if bias {
                         Some(loader.vector(&name(&format!("{t}.bias")), rows)?)
@@ -165,6 +189,17 @@ impl DecoderModel {
     /// The kernel path of the packed projections, `None` when every projection runs on
     /// candle's matmul (quantized weights, or a GPU device).
     pub fn kernel_path(&self) -> Option<KernelPath> {
+        self.linear_weights().find_map(LinearWeight::kernel_path)
+    }
+
+    /// The format of the packed projections, `None` when none is packed (see
+    /// [`DecoderModel::kernel_path`]).
+    pub fn packed_format(&self) -> Option<PackedFormat> {
+        self.linear_weights().find_map(LinearWeight::packed_format)
+    }
+
+    /// Every projection's weight, the output matrix last.
+    fn linear_weights(&self) -> impl Iterator<Item = &LinearWeight> {
         self.blocks
             .iter()
             .flat_map(|b| {
@@ -180,7 +215,6 @@ impl DecoderModel {
             })
             .map(|l| &l.weight)
             .chain([&self.output])
-            .find_map(LinearWeight::kernel_path)
     }
 
     /// The device the weights live on.
@@ -297,8 +331,7 @@ impl DecoderModel {
         mask: Option<&Tensor>,
         state: &mut KvState,
     ) -> Result<Tensor> {
-        let ids = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
-        let mut x = self.embedding.index_select(&ids, 0)?;
+        let mut x = self.embed(tokens)?;
         let (cos, sin) = self.rope.tables_at(positions, &self.device)?;
         let ctx = ChunkContext {
             config: &self.config,
@@ -313,6 +346,32 @@ impl DecoderModel {
             x = block.forward(&x, kv, &ctx, lora)?;
         }
         Ok(x)
+    }
+
+    /// Embeddings of `tokens` (checked against the vocabulary by the callers), `[len, hidden]`.
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        match (&self.embedding, &self.output) {
+            (Embedding::TiedOutput, LinearWeight::Packed(w)) => {
+                let h = w.k();
+                let mut data = vec![0f32; tokens.len() * h];
+                for (&t, row) in tokens.iter().zip(data.chunks_exact_mut(h.max(1))) {
+                    if t as usize >= w.n() {
+                        return Err(Error::InvalidInput(format!(
+                            "token id {t} is outside the vocabulary"
+                        )));
+                    }
+                    w.row(t as usize, row);
+                }
+                Ok(Tensor::from_vec(data, (tokens.len(), h), &self.device)?)
+            }
+            (Embedding::Dense(table), _) => {
+                let ids = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
+                Ok(table.index_select(&ids, 0)?)
+            }
+            (Embedding::TiedOutput, LinearWeight::Candle(_)) => Err(Error::InvalidInput(
+                "tied embedding without a packed output matrix".into(),
+            )),
+        }
     }
 
     /// Evaluates a tree of tokens on top of `state` in one pass (tree attention): token `i`

@@ -135,7 +135,7 @@ impl args::ModelOptions {
         }
         if self.verbose {
             eprintln!(
-                "model {} (about {}M parameters){}, kernel {}, {} threads, loaded in {:.2}s",
+                "model {} (about {}M parameters){}, kernel {}{}, {} threads, loaded in {:.2}s",
                 model.display(),
                 engine.config().parameter_count().div_ceil(1_000_000),
                 merge
@@ -145,6 +145,10 @@ impl args::ModelOptions {
                 engine
                     .kernel_path()
                     .map_or("candle (quantized or non-x86 weights)", |k| k.name()),
+                engine
+                    .packed_format()
+                    .map(|f| format!(" ({f} weights)"))
+                    .unwrap_or_default(),
                 engine.threads(),
                 started.elapsed().as_secs_f64()
             );

@@ -19,15 +19,23 @@
 //!   (in L2) and runs each row tile (in L1) over all the panels of the block, while it
 //!   prefetches the next block;
 //! - one row (`m == 1`) streams the weights once instead (a matrix-vector product).
+//!
+//! Weights are held in one of two [`PackedFormat`]s: f32 panels, or 8-bit panels (`q8/`: one
+//! byte per value plus a scale and minimum per 32 steps of `k`) that few-row products (decode,
+//! up to [`Q8_ROWS_MAX`] rows) read directly and larger ones dequantize a block of panels at a
+//! time into the f32 layout above, so no f32 copy of the weights is kept.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod format;
 mod pack;
 mod path;
 mod portable;
+mod q8;
 
+pub use format::{PackedFormat, PACKED_ENV};
 pub use path::{KernelPath, KernelPathError, KERNEL_ENV};
 
 use pack::AlignedBuf;
@@ -54,8 +62,16 @@ const MC_TILES: usize = 32;
 const PAR_MIN_MACS: usize = 1 << 19;
 /// Fixed cost of one parallel task, in multiply-add equivalents (hand-off, cache warm-up).
 const TASK_COST_MACS: usize = 1 << 17;
+/// Cost of bringing one f32 weight into a task, in multiply-add equivalents (`plan_grid`).
+const F32_WEIGHT_COST: usize = 4;
+/// The same for one 8-bit weight: read, dequantize, write and read back as f32.
+const Q8_WEIGHT_COST: usize = 32;
 /// Panels per task for the one-row (matrix-vector) product.
 const GEMV_PANELS: usize = 32;
+/// Most rows for which 8-bit weights are multiplied directly (bytes streamed once for all
+/// rows); more rows dequantize blocks of panels into the f32 micro-kernel (measured:
+/// docs/BENCHMARKS.md).
+pub const Q8_ROWS_MAX: usize = 128;
 
 /// One call of the micro-kernel: for every destination row `r` and `j < cols`,
 /// `c[r][col + j] (+)= Σ_p A[r][p] · B[p][j]`, where `a` holds `A` (`rows × kc`) packed by
@@ -128,6 +144,26 @@ impl Isa {
             Isa::Portable => portable::gemv_panel(x, b, out, accumulate),
         }
     }
+
+    /// `out[r][j] += Σ_p x[r * k + p] · W[j, p]` for one 8-bit panel (levels `q`, scales `dm`,
+    /// see `q8::Q8Panels`) and the `out.len()` rows of `x`, whose block sums are `xsum`.
+    fn q8_rows(
+        self,
+        x: &[f32],
+        k: usize,
+        xsum: &[f32],
+        q: &[u8],
+        dm: &[f32],
+        out: &mut [[f32; NR]],
+    ) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(isa) => isa.q8_rows(x, k, xsum, q, dm, out),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(isa) => isa.q8_rows(x, k, xsum, q, dm, out),
+            Isa::Portable => q8::portable::rows(x, k, xsum, q, dm, out),
+        }
+    }
 }
 
 /// Length of a packed block of `mr` rows × `kc` steps of `k` (see `pack::pack_rows`).
@@ -138,12 +174,23 @@ fn packed_rows_len(mr: usize, kc: usize) -> usize {
 thread_local! {
     /// Per-thread scratch for packed blocks of `x`, reused across calls.
     static PACK_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread scratch for a block of 8-bit panels dequantized to f32.
+    static DEQ_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Start of part `i` when `total` items are cut into `parts` parts whose sizes differ by at
 /// most one (larger parts first).
 fn part_start(i: usize, total: usize, parts: usize) -> usize {
     i * (total / parts) + i.min(total % parts)
+}
+
+/// How a [`PackedLinear`] holds its values.
+#[derive(Clone)]
+enum Storage {
+    /// f32 panels, block of `k` after block (see `pack::pack_weights`).
+    F32(AlignedBuf),
+    /// 8-bit panels (see `q8::Q8Panels`).
+    Q8(q8::Q8Panels),
 }
 
 /// A weight matrix `W` (`[n, k]`: `n` output features, `k` input features, row-major)
@@ -154,7 +201,7 @@ pub struct PackedLinear {
     k: usize,
     /// Blocks of `k` (see `pack::pack_weights`).
     k_blocks: usize,
-    packed: AlignedBuf,
+    storage: Storage,
     isa: Isa,
 }
 
@@ -164,6 +211,7 @@ impl fmt::Debug for PackedLinear {
             .field("n", &self.n)
             .field("k", &self.k)
             .field("isa", &self.isa)
+            .field("format", &self.format())
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +238,34 @@ impl PackedLinear {
         Self::pack_with(w, n, k, Isa::Portable)
     }
 
+    /// Packs `w` (`[n, k]`, row-major, finite values) in `format` for the micro-kernels of
+    /// `path`; `None` when the CPU cannot run `path`. 8-bit panels are made only when they hold
+    /// every value to f32 rounding (see [`PackedFormat::Q8`]); otherwise the weight is packed
+    /// as f32 ([`PackedLinear::format`] says which).
+    pub fn pack_as(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        path: KernelPath,
+        format: PackedFormat,
+    ) -> Option<Self> {
+        let isa = Isa::for_path(path)?;
+        let q8 = match format {
+            PackedFormat::Q8 => q8::Q8Panels::quantize(w, n, k),
+            PackedFormat::F32 => None,
+        };
+        Some(match q8 {
+            Some(q) => Self {
+                n,
+                k,
+                k_blocks: k.div_ceil(KC).max(1),
+                storage: Storage::Q8(q),
+                isa,
+            },
+            None => Self::pack_with(w, n, k, isa),
+        })
+    }
+
     fn pack_with(w: &[f32], n: usize, k: usize, isa: Isa) -> Self {
         let len = n.checked_mul(k).expect("n * k overflows");
         assert!(
@@ -209,8 +285,52 @@ impl PackedLinear {
             n,
             k,
             k_blocks,
-            packed,
+            storage: Storage::F32(packed),
             isa,
+        }
+    }
+
+    /// How the values are held.
+    pub fn format(&self) -> PackedFormat {
+        match self.storage {
+            Storage::F32(_) => PackedFormat::F32,
+            Storage::Q8(_) => PackedFormat::Q8,
+        }
+    }
+
+    /// Row `j < n` of `W` (`k` values, as packed: f32 rounding for 8-bit panels) into the
+    /// first `k` values of `out`; used to read a tied embedding table from its output copy.
+    ///
+    /// # Panics
+    /// When `j >= n` or `out.len() < k`.
+    pub fn row(&self, j: usize, out: &mut [f32]) {
+        assert!(j < self.n, "row {j} of {}", self.n);
+        assert!(
+            out.len() >= self.k,
+            "out has {} values, need {}",
+            out.len(),
+            self.k
+        );
+        match &self.storage {
+            Storage::Q8(q) => q.row(j, out),
+            Storage::F32(_) => {
+                let (p, col) = (j / NR, j % NR);
+                for kb in 0..self.k_blocks {
+                    let ks = self.k_range(kb);
+                    let panel = self.block(kb, p..p + 1);
+                    for (o, step) in out[ks].iter_mut().zip(panel.chunks_exact(NR)) {
+                        *o = step[col];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes of packed values held.
+    pub fn bytes(&self) -> usize {
+        match &self.storage {
+            Storage::F32(buf) => std::mem::size_of_val(buf.as_slice()),
+            Storage::Q8(q) => q.bytes(),
         }
     }
 
@@ -249,12 +369,11 @@ impl PackedLinear {
         if out_len == 0 {
             return;
         }
-        if k == 0 {
-            out.fill(0.0);
-        } else if m == 1 {
-            self.gemv(x, out);
-        } else {
-            self.gemm(x, m, out);
+        match &self.storage {
+            _ if k == 0 => out.fill(0.0),
+            Storage::Q8(q) if m <= Q8_ROWS_MAX => q.rows(self.isa, x, m, out),
+            Storage::F32(_) if m == 1 => self.gemv(x, out),
+            _ => self.gemm(x, m, out),
         }
     }
 
@@ -263,12 +382,37 @@ impl PackedLinear {
         part_start(kb, self.k, self.k_blocks)..part_start(kb + 1, self.k, self.k_blocks)
     }
 
-    /// Panels `panels` of block `kb`: one slice, `kc × NR` values per panel.
+    /// Panels `panels` of block `kb` of f32 panels: one slice, `kc × NR` values per panel
+    /// (empty for 8-bit panels, which [`PackedLinear::block_in`] dequantizes).
     fn block(&self, kb: usize, panels: Range<usize>) -> &[f32] {
+        let Storage::F32(packed) = &self.storage else {
+            return &[];
+        };
         let ks = self.k_range(kb);
         let base = ks.start * self.n.div_ceil(NR) * NR;
         let per = ks.len() * NR;
-        &self.packed.as_slice()[base + panels.start * per..base + panels.end * per]
+        &packed.as_slice()[base + panels.start * per..base + panels.end * per]
+    }
+
+    /// [`PackedLinear::block`] in any format: 8-bit panels are dequantized into `scratch`.
+    fn block_in<'a>(
+        &'a self,
+        kb: usize,
+        panels: Range<usize>,
+        scratch: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        match &self.storage {
+            Storage::F32(_) => self.block(kb, panels),
+            Storage::Q8(q) => {
+                let ks = self.k_range(kb);
+                let len = panels.len() * ks.len() * NR;
+                if scratch.len() < len {
+                    scratch.resize(len, 0.0);
+                }
+                q.dequantize(self.isa, ks, panels, &mut scratch[..len]);
+                &scratch[..len]
+            }
+        }
     }
 
     /// One row: stream every panel once, block of `k` after block.
@@ -305,7 +449,11 @@ impl PackedLinear {
         let (m_parts, n_parts) = if sequential {
             (tiles.div_ceil(MC_TILES), 1)
         } else {
-            plan_grid(tiles, panels, self.k, threads)
+            let weight_cost = match self.storage {
+                Storage::F32(_) => F32_WEIGHT_COST,
+                Storage::Q8(_) => Q8_WEIGHT_COST,
+            };
+            plan_grid(tiles, panels, self.k, threads, weight_cost)
         };
 
         // The tasks, then each output row cut into their column segments.
@@ -340,9 +488,11 @@ impl PackedLinear {
         }
 
         let run = |task: Task<'_>| {
-            PACK_BUF.with(|buf| match buf.try_borrow_mut() {
-                Ok(mut buf) => self.run_task(x, m, task, &mut buf),
-                Err(_) => self.run_task(x, m, task, &mut Vec::new()),
+            PACK_BUF.with(|buf| {
+                DEQ_BUF.with(|deq| match (buf.try_borrow_mut(), deq.try_borrow_mut()) {
+                    (Ok(mut buf), Ok(mut deq)) => self.run_task(x, m, task, &mut buf, &mut deq),
+                    _ => self.run_task(x, m, task, &mut Vec::new(), &mut Vec::new()),
+                })
             })
         };
         if sequential {
@@ -355,7 +505,14 @@ impl PackedLinear {
     /// Computes one task: for each block of `k`, pack the task's rows of `x`; then for each
     /// block of panels (in L2), run every row tile (in L1) over all of the block's panels,
     /// prefetching the next block meanwhile (one piece per tile).
-    fn run_task(&self, x: &[f32], m: usize, mut task: Task<'_>, buf: &mut Vec<f32>) {
+    fn run_task(
+        &self,
+        x: &[f32],
+        m: usize,
+        mut task: Task<'_>,
+        buf: &mut Vec<f32>,
+        deq: &mut Vec<f32>,
+    ) {
         let (n, k) = (self.n, self.k);
         let tiles = m.div_ceil(MR_MAX);
         let tile_start = |t: usize| part_start(t, m, tiles);
@@ -389,7 +546,7 @@ impl PackedLinear {
                     pack::pack_rows(rows, k, k0, kc, &mut buf[offset(t)..offset(t + 1)]);
                 }
             }
-            let b = self.block(*kb, ps.clone());
+            let b = self.block_in(*kb, ps.clone(), deq);
             let next = blocks
                 .get(i + 1)
                 .map_or(&[][..], |(kb2, ps2)| self.block(*kb2, ps2.clone()));
@@ -417,9 +574,15 @@ impl PackedLinear {
 /// estimated finishing time, counting whole waves of the largest task (so a grid that leaves
 /// a thread idle costs what it should) plus a fixed cost per task and the repeated work each
 /// extra block brings (re-packing rows of `x` per panel block, re-reading weights per row
-/// block). Near-ties go to the grid with more tasks, which a core busy with other work holds
+/// block, `weight_cost` multiply-adds a weight: dequantizing 8-bit panels costs more). Near-ties go to the grid with more tasks, which a core busy with other work holds
 /// up less.
-fn plan_grid(tiles: usize, panels: usize, k: usize, threads: usize) -> (usize, usize) {
+fn plan_grid(
+    tiles: usize,
+    panels: usize,
+    k: usize,
+    threads: usize,
+    weight_cost: usize,
+) -> (usize, usize) {
     let most = 8 * threads;
     // (estimated cost, tasks, row parts, panel parts)
     let mut best = (usize::MAX, 0, 1, 1);
@@ -431,7 +594,7 @@ fn plan_grid(tiles: usize, panels: usize, k: usize, threads: usize) -> (usize, u
             let task_macs = rows * panel_most * NR * k
                 + TASK_COST_MACS
                 + rows * k * 8 // packing its rows of x
-                + panel_most * NR * k * 4; // streaming its weights in
+                + panel_most * NR * k * weight_cost; // streaming its weights in
             let cost = tasks.div_ceil(threads) * task_macs;
             // Clearly better (by 2%), or about as good with more tasks.
             let better = cost * 50 < best.0.saturating_mul(49);

@@ -237,7 +237,7 @@ fn grid_plans_cover_the_threads() {
                 (49152, 576),
             ] {
                 let (tiles, panels) = (m.div_ceil(MR_MAX), n.div_ceil(NR));
-                let (mp, np) = plan_grid(tiles, panels, k, threads);
+                let (mp, np) = plan_grid(tiles, panels, k, threads, F32_WEIGHT_COST);
                 assert!(
                     (1..=tiles).contains(&mp) && (1..=panels).contains(&np),
                     "{m} {n} {k}"
