@@ -273,6 +273,16 @@ fn audit_compares_an_adapter_with_the_base_model() {
     };
     assert!((sycophancy.base_mean_abs_delta - mean_abs(&cmp.base)).abs() < 1e-12);
     assert!((sycophancy.adapted_mean_abs_delta - mean_abs(&cmp.adapted)).abs() < 1e-12);
+    // The comparison table names categories as the audit tables do: by display name.
+    let table = stdout
+        .split("base model vs adapter")
+        .nth(1)
+        .expect("comparison table");
+    assert!(table.contains(&sycophancy.name), "{table}");
+    assert!(
+        !table.lines().any(|l| l.split_whitespace().nth(1) == Some("sycophancy")),
+        "{table}"
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Base model vs adapter") && page.matches("<iframe").count() == 2);
 

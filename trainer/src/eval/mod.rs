@@ -380,7 +380,7 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     let bar = progress_bar(
         opts.progress,
         (conditions.len() * (prepared.len() + subset)) as u64,
-        "{msg:>24} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
+        "{spinner} {msg:>24} [{bar:30}] {pos}/{len} measurements {elapsed} (eta {eta})",
     );
     let results = measure_conditions(
         &conditions,
