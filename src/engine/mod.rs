@@ -10,8 +10,8 @@ mod score;
 mod tree;
 
 pub use batch::{MAX_BATCH_KV_TOKENS, MAX_GENERATE_BATCH};
-pub use progress::{observe, Observer, Progress};
 pub use generate::{FinishReason, GenerateOptions, Generation, MAX_NEW_TOKENS_LIMIT};
+pub use progress::{observe, Observer, Progress};
 pub use score::{LabelPrompt, ScoreDistribution};
 pub use tree::{TokenQuery, TreeStats};
 

@@ -14,6 +14,10 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Stack of the worker thread: what a main thread gets on Linux, as the work would have had
+/// without observation.
+const WORKER_STACK: usize = 8 << 20;
+
 /// How often the calling thread looks at the caller's stop request while no report arrives.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -159,13 +163,24 @@ pub fn observe<T: Send>(
     };
     std::thread::scope(|s| {
         let meter = &meter;
-        let worker = s.spawn(move || {
-            let _close = CloseOnDrop(meter);
-            work(Progress {
-                meter: Some(meter),
-                range: None,
-            })
-        });
+        let spawned = std::thread::Builder::new()
+            .name("debias-guard-work".into())
+            .stack_size(WORKER_STACK)
+            .spawn_scoped(s, move || {
+                let _close = CloseOnDrop(meter);
+                work(Progress {
+                    meter: Some(meter),
+                    range: None,
+                })
+            });
+        let worker = match spawned {
+            Ok(worker) => worker,
+            Err(e) => {
+                return Err(Error::InvalidInput(format!(
+                    "cannot start the worker thread of an observed call: {e}"
+                )))
+            }
+        };
         let mut callback_panic = None;
         loop {
             let latest = match rx.recv_timeout(POLL) {

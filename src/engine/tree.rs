@@ -5,8 +5,8 @@
 //! variants. Subtrees too large for one batch fork the KV state instead. The result equals
 //! evaluating every sequence from scratch, up to f32 summation order.
 
-use crate::error::{Error, Result};
 use super::progress::Progress;
+use crate::error::{Error, Result};
 use crate::model::{DecoderModel, KvState};
 
 /// One sequence to evaluate: the log-probability of `tokens[i]` given `tokens[..i]` is returned

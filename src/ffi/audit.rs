@@ -4,14 +4,14 @@
 
 use super::error::{dg_error, dg_status, out_arg, run, write_out, Failure};
 use super::model::dg_model;
-use super::progress::{dg_progress_fn, Watch};
 use super::owned::{arg_ref, arg_str, arg_strs, extra_of, free_c, into_c, opt_ref, opt_str, Arena};
+use super::progress::{dg_progress_fn, Watch};
 use super::rubric::{dg_rubric, rubric_or_builtin, select_items};
 use super::score::{arg_transcript, c_distribution, dg_distribution};
 use crate::guard::report::{AuditReport, ConditionAudit, VerdictStatus};
 use crate::guard::{
-    audit_with, AuditMode, AuditOptions, AuditRequest, ProbeCatalog, ReasoningOptions, SplitSelection,
-    Thresholds,
+    audit_with, AuditMode, AuditOptions, AuditRequest, ProbeCatalog, ReasoningOptions,
+    SplitSelection, Thresholds,
 };
 use crate::rubric::RubricItem;
 use safer_ffi::c_char;
@@ -403,8 +403,7 @@ pub unsafe fn dg_audit(
             user_data: o.progress_user_data,
             cancel: o.cancel,
         };
-        let mut report =
-            watch.run(|p| audit_with(&model.engine, &model.builder, &request, p))?;
+        let mut report = watch.run(|p| audit_with(&model.engine, &model.builder, &request, p))?;
         report.timings.model_load_seconds = Some(model.load_seconds);
         let mut arena = Arena::default();
         let json = report.to_json()?;

@@ -41,8 +41,8 @@ pub use check::{
 };
 pub use delta::{dg_bias_delta, dg_delta_batch};
 pub use error::{dg_error, dg_status};
-pub use progress::dg_progress_fn;
 pub use model::{dg_model, dg_model_info, dg_model_options, dg_weight_format};
+pub use progress::dg_progress_fn;
 pub use rubric::dg_rubric;
 pub use score::{dg_distribution, dg_scores};
 

@@ -43,7 +43,9 @@ impl Watch {
             unsafe { AtomicI32::from_ptr(cancel.cast_mut()) }.load(Ordering::Relaxed) != 0
         };
         let observer = Observer {
-            on_progress: callback.is_some().then_some(&mut report as &mut dyn FnMut(u64, u64) -> bool),
+            on_progress: callback
+                .is_some()
+                .then_some(&mut report as &mut dyn FnMut(u64, u64) -> bool),
             cancelled: (!cancel.is_null()).then_some(&stop as &dyn Fn() -> bool),
         };
         Ok(observe(observer, work)?)

@@ -3,8 +3,8 @@
 //! one instruction, rendered with the assistant turn opened but without the answer prefix.
 
 use crate::engine::{
-    Progress,
-    Engine, FinishReason, GenerateOptions, LabelPrompt, MAX_BATCH_KV_TOKENS, MAX_GENERATE_BATCH,
+    Engine, FinishReason, GenerateOptions, LabelPrompt, Progress, MAX_BATCH_KV_TOKENS,
+    MAX_GENERATE_BATCH,
 };
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};

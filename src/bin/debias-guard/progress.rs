@@ -1,5 +1,6 @@
 //! Progress of long commands on standard error: an indicatif bar when stderr is a terminal,
-//! a plain line every few seconds otherwise, nothing with `--quiet`. Standard output (JSON,
+//! plain lines otherwise (the first report, then one every few seconds), nothing with
+//! `--quiet`. Standard output (JSON,
 //! CSV, tables) never carries it. Fed by the library's progress reports
 //! ([`debias_guard::engine::observe`]), which run on this thread.
 
@@ -8,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// Least time between two plain progress lines (and before the first).
+/// Least time between two plain progress lines.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// One progress display: what runs, in which unit, drawn as a bar or as lines.
@@ -21,7 +22,10 @@ pub struct Meter {
 enum Style {
     Quiet,
     Bar(ProgressBar),
-    Lines { started: Instant, last: Instant },
+    Lines {
+        started: Instant,
+        last: Option<Instant>,
+    },
 }
 
 impl Meter {
@@ -39,10 +43,9 @@ impl Meter {
             bar.enable_steady_tick(Duration::from_millis(200));
             Style::Bar(bar)
         } else {
-            let now = Instant::now();
             Style::Lines {
-                started: now,
-                last: now,
+                started: Instant::now(),
+                last: None,
             }
         };
         let meter = Self {
@@ -66,8 +69,8 @@ impl Meter {
                 bar.set_position(done);
             }
             Style::Lines { started, last } => {
-                if last.elapsed() >= PLAIN_EVERY {
-                    *last = Instant::now();
+                if last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
+                    *last = Some(Instant::now());
                     eprintln!(
                         "{}: {done}/{total} {} ({:.0} %, {:.0} s)",
                         self.what,
