@@ -5,7 +5,8 @@
 //! [`model`] (`dg_model_t`: open, info, free), [`adapter`] (`dg_model_load_adapter`,
 //! `dg_model_with_adapter`, `dg_adapter_delta`), [`rubric`] (`dg_rubric_t`), [`score`]
 //! (`dg_score`, `dg_distribution_t`), [`delta`] (`dg_bias_delta`, `dg_bias_deltas`), [`check`]
-//! (`dg_check`), [`audit`] (`dg_audit`); `owned` holds the library-allocated strings and arrays
+//! (`dg_check`), [`audit`] (`dg_audit`), [`progress`] (`dg_audit`'s progress callback and cancel
+//! flag); `owned` holds the library-allocated strings and arrays
 //! the result structs point to. The conventions every function follows are written once, in
 //! [`CONVENTIONS`], which is also the header's introduction.
 //!
