@@ -658,7 +658,9 @@ static void test_audit_progress(const dg_model_t *model) {
     EXPECT(strstr(a->report_json, "tokens_evaluated") != NULL);
     dg_audit_free(a);
 
-    /* Reasoned mode, long enough that the answer arrives while it runs. */
+    /* Reasoned mode, long enough that the answer arrives while it runs; the small catalog
+     * (written by test_audit) keeps it short under valgrind. */
+    o.probes_path = scratch_path("small-probes.json");
     o.mode = DG_AUDIT_MODE_REASONED;
     o.max_reasoning_tokens = 48;
     log = (progress_log_t){.stop_after = 1};
