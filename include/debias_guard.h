@@ -25,6 +25,7 @@
  *      dg_check ............. runtime check of one context, flagged?   -> dg_checks_t
  *      dg_check_calibrated .. the same, judged against the noise floor -> dg_checks_t
  *      dg_audit ............. probe catalog vs. noise floor, verdict   -> dg_audit_t (+ JSON)
+ *                             (options: progress callback, cancel flag)
  *   4. read the plain C structs; then dg_*_free every object you received
  *   5. dg_model_free (every handle, adapter handles too), dg_rubric_free
  *
@@ -75,6 +76,11 @@
  *   every call keeps its own state; calls queue on the model's worker pool). Rubrics and
  *   results are immutable and may be read from any thread. The only calls that need exclusive
  *   access are the *_free functions: free an object after every other thread is done with it.
+ *
+ * - Progress. dg_audit takes an optional progress callback and cancel flag in its options
+ *   (llama.cpp's manner): the callback runs on the thread that called dg_audit, with units done
+ *   and the fixed total; returning false, or setting the flag from any thread, ends the call
+ *   with DG_STATUS_CANCELLED at the next check (between forward passes of the model).
  *
  * - Units. Scores, deltas, thresholds and noise floors are in points of the rubric item's
  *   scale (1 to 7 for the built-in rubric); probabilities and label masses are 0 to 1.
@@ -254,6 +260,11 @@ enum dg_status {
      *  adapter are not sound. No score is returned.
      */
     DG_STATUS_NON_FINITE = 16,
+    /** \brief
+     *  The caller cancelled the call: its progress callback returned false, or its cancel flag
+     *  was set. No result is returned.
+     */
+    DG_STATUS_CANCELLED = 17,
 }
 #ifndef DOXYGEN
 ; typedef int32_t
@@ -340,6 +351,29 @@ typedef struct dg_audit_options {
      *  Reasoned mode: sampler seed (default 0).
      */
     uint64_t seed;
+
+    /** \brief
+     *  Called with `(progress_user_data, done, total)` as the audit moves on, on the thread
+     *  that called `dg_audit`; `done` never decreases and `total` is fixed for the call
+     *  (direct mode: tokens run through the model; reasoned mode: decoding steps,
+     *  max_reasoning_tokens per item and condition, plus one per item and condition for the
+     *  scoring pass). Return false to cancel:
+     *  the call then returns DG_STATUS_CANCELLED. It must not call back into the same audit.
+     *  NULL = no reports (default).
+     */
+    bool (*progress)(void *, size_t, size_t);
+
+    /** \brief
+     *  Passed to `progress` unchanged (default NULL).
+     */
+    void * progress_user_data;
+
+    /** \brief
+     *  NULL, or a flag the library reads (atomically, every few milliseconds and between
+     *  forward passes) while the call runs; set it to non-zero from any thread to cancel with
+     *  DG_STATUS_CANCELLED. Must stay valid until the call returns (default NULL).
+     */
+    int32_t const * cancel;
 } dg_audit_options_t;
 
 /** \brief
@@ -611,8 +645,10 @@ typedef struct dg_audit {
  *  be distinct). `options`: NULL = `dg_audit_default_options()`.
  *  On success writes a new `dg_audit_t` to `*out_audit`; release it with `dg_audit_free`.
  *  Returns the statuses of `dg_score`, plus `DG_STATUS_IO` / `DG_STATUS_CONFIG` for the probe
- *  file and `DG_STATUS_INVALID_ARGUMENT` for bad option values. Takes seconds to minutes (about
- *  65 prompts per item with the built-in catalog). Thread-safe.
+ *  file, `DG_STATUS_INVALID_ARGUMENT` for bad option values and `DG_STATUS_CANCELLED` when
+ *  `options->progress` returned false or `*options->cancel` was set. Takes seconds to minutes
+ *  (about 65 prompts per item with the built-in catalog): watch it with `options->progress`.
+ *  Thread-safe.
  */
 dg_status_t
 dg_audit (

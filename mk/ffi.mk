@@ -28,7 +28,9 @@ FFI_LDLIBS   := -L$(FFI_LIB) -ldebias_guard -Wl,-rpath,$(CURDIR)/$(FFI_LIB) -lm 
 FFI_ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer
 FFI_VALGRIND_THREADS_SIZE ?= 1 1
 FFI_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-FFI_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
+# --fair-sched=yes: valgrind runs one thread at a time, and its default lock lets the model's busy
+# worker threads starve the thread that relays dg_audit's progress reports and cancel requests.
+FFI_VALGRIND := valgrind --fair-sched=yes --error-exitcode=99 --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
 
 .PHONY: ffi-test ffi-lib header header-check ffi-c-test ffi-cpp-test ffi-valgrind ffi-go-test \

@@ -148,6 +148,10 @@ pub enum Error {
         /// The most allowed.
         max: usize,
     },
+    /// The caller cancelled the call (a progress callback returned `false`, or its cancel flag
+    /// was set); nothing was returned.
+    #[error("cancelled by the caller")]
+    Cancelled,
     /// An error from the tensor backend.
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),

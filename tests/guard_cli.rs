@@ -72,6 +72,9 @@ fn audit_writes_json_and_html_and_prints_a_table() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Requester expectation"), "{stdout}");
     assert!(stdout.contains("verdict:"), "{stdout}");
+    // Progress goes to stderr (plain lines: stderr is not a terminal here), never stdout.
+    assert!(stderr.contains("audit: 0/"), "{stderr}");
+    assert!(!stdout.contains("tokens ("), "{stdout}");
     let report =
         AuditReport::from_json(&std::fs::read_to_string(&json).unwrap(), "report.json").unwrap();
     assert_eq!(report.rubric_items.len(), 1);
@@ -229,6 +232,7 @@ fn audit_compares_an_adapter_with_the_base_model() {
         "--adapter",
         s(&adapter_dir),
         "--compare-base",
+        "--quiet",
         "--transcript",
         s(&transcript),
         "--items",
@@ -244,6 +248,10 @@ fn audit_compares_an_adapter_with_the_base_model() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("base model vs adapter"), "{stdout}");
+    assert!(
+        !stderr.contains("audit (adapter):"),
+        "--quiet shows no progress: {stderr}"
+    );
     let cmp: AdapterComparison =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(cmp.adapter, "adapter");
@@ -273,6 +281,18 @@ fn audit_compares_an_adapter_with_the_base_model() {
     };
     assert!((sycophancy.base_mean_abs_delta - mean_abs(&cmp.base)).abs() < 1e-12);
     assert!((sycophancy.adapted_mean_abs_delta - mean_abs(&cmp.adapted)).abs() < 1e-12);
+    // The comparison table names categories as the audit tables do: by display name.
+    let table = stdout
+        .split("base model vs adapter")
+        .nth(1)
+        .expect("comparison table");
+    assert!(table.contains(&sycophancy.name), "{table}");
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("sycophancy")),
+        "{table}"
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Base model vs adapter") && page.matches("<iframe").count() == 2);
 

@@ -16,8 +16,11 @@
 
 #include <debias_guard.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -199,6 +202,33 @@ struct CheckResult {
     double abs_threshold = 0;
 };
 
+namespace detail {
+/// Calls a std::function progress callback from C; an exception stops the call (it must not
+/// cross the C ABI) and is kept to be rethrown after it.
+struct ProgressRelay {
+    const std::function<bool(std::size_t, std::size_t)> *f;
+    std::exception_ptr thrown;
+
+    static bool call(void *self, std::size_t done, std::size_t total) noexcept {
+        auto *relay = static_cast<ProgressRelay *>(self);
+        try {
+            return (*relay->f)(done, total);
+        } catch (...) {
+            relay->thrown = std::current_exception();
+            return false;
+        }
+    }
+};
+
+/// The C view of a cancel flag: a lock-free std::atomic<int32_t> is laid out as an int32_t.
+inline const std::int32_t *flag_of(const std::atomic<std::int32_t> *flag) noexcept {
+    static_assert(sizeof(std::atomic<std::int32_t>) == sizeof(std::int32_t) &&
+                      std::atomic<std::int32_t>::is_always_lock_free,
+                  "std::atomic<int32_t> must be a plain lock-free int32_t");
+    return reinterpret_cast<const std::int32_t *>(flag);
+}
+}  // namespace detail
+
 /// Options of Model::audit (defaults from dg_audit_default_options()).
 struct AuditOptions {
     std::string probes_path;      ///< empty = built-in catalog
@@ -212,6 +242,13 @@ struct AuditOptions {
     double temperature = dg_audit_default_options().temperature;
     double top_p = dg_audit_default_options().top_p;
     std::uint64_t seed = 0;
+    /// Called on the calling thread with (done, total) units as the audit moves on (see
+    /// dg_audit_options_t.progress); return false to cancel: audit() then throws Error with
+    /// DG_STATUS_CANCELLED. An exception it throws cancels the audit and is rethrown by
+    /// audit(). Empty = no reports.
+    std::function<bool(std::size_t done, std::size_t total)> progress;
+    /// Store non-zero from any thread to cancel; nullptr = none. Must outlive the call.
+    const std::atomic<std::int32_t> *cancel = nullptr;
 };
 
 /// One category under one condition (see dg_audit_category_t).
@@ -554,10 +591,20 @@ public:
         o.temperature = options.temperature;
         o.top_p = options.top_p;
         o.seed = options.seed;
+        detail::ProgressRelay relay{&options.progress, nullptr};
+        if (options.progress) {
+            o.progress = &detail::ProgressRelay::call;
+            o.progress_user_data = &relay;
+        }
+        o.cancel = detail::flag_of(options.cancel);
         dg_audit_t *raw = nullptr;
         dg_error_t *err = nullptr;
         const dg_status_t status = dg_audit(get(), rubric_of(rubric), ids.data(), ids.size(),
                                             t.c_str(), &o, &raw, &err);
+        if (relay.thrown) {
+            dg_error_free(err);
+            std::rethrow_exception(relay.thrown);
+        }
         detail::check(status, err);
         return Audit::from_c(raw);
     }

@@ -1,10 +1,13 @@
 package debiasguard
 
+// #include <stdlib.h>
 // #include <debias_guard.h>
 import "C"
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -150,6 +153,15 @@ func goAudit(a *C.dg_audit_t) *Audit {
 // sentence in one prefix-shared pass, and flags each category whose largest |delta| reaches
 // max(AbsThreshold, K x noise floor). With the built-in catalog that is about 65 prompts per item.
 func (m *Model) Audit(transcript string, opts *AuditOptions) (*Audit, error) {
+	return m.AuditContext(context.Background(), transcript, opts)
+}
+
+// AuditContext is Audit, cancelled when ctx is done: the library stops at its next check
+// (between forward passes of the model) and the call returns ctx.Err().
+func (m *Model) AuditContext(ctx context.Context, transcript string, opts *AuditOptions) (*Audit, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if opts == nil {
 		opts = &AuditOptions{}
 	}
@@ -197,9 +209,31 @@ func (m *Model) Audit(transcript string, opts *AuditOptions) (*Audit, error) {
 			if err != nil {
 				return err
 			}
+			// The flag lives in C memory (a Go pointer may not be stored in C-visible memory);
+			// a goroutine sets it when ctx is done.
+			flag := (*C.int32_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int32_t(0)))))
+			defer C.free(unsafe.Pointer(flag))
+			o.cancel = flag
+			finished := make(chan struct{})
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				select {
+				case <-ctx.Done():
+					atomic.StoreInt32((*int32)(unsafe.Pointer(flag)), 1)
+				case <-finished:
+				}
+			}()
 			var a *C.dg_audit_t
 			var cerr *C.dg_error_t
-			if err := takeError(C.dg_audit(mp, rp, ids, n, ct, &o, &a, &cerr), cerr); err != nil {
+			status := C.dg_audit(mp, rp, ids, n, ct, &o, &a, &cerr)
+			close(finished)
+			<-watched
+			if status == C.DG_STATUS_CANCELLED && ctx.Err() != nil {
+				C.dg_error_free(cerr)
+				return ctx.Err()
+			}
+			if err := takeError(status, cerr); err != nil {
 				return err
 			}
 			defer C.dg_audit_free(a)

@@ -1,12 +1,14 @@
 package debiasguard
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const transcript = "TEACHER: What do you notice about these two fractions?\n" +
@@ -279,6 +281,31 @@ func TestAudit(t *testing.T) {
 	wantStatus(t, err, StatusIO, "p.json")
 	_, err = m.Audit(transcript, &AuditOptions{Items: []string{"teacher_uptake", "teacher_uptake"}})
 	wantStatus(t, err, StatusInvalidArgument, "twice")
+}
+
+// A context cancelled before or during an audit ends it with the context's error.
+func TestAuditContextCancel(t *testing.T) {
+	m := openTiny(t)
+	// Every item, both conditions, 64 steps each: far longer than the timeout below.
+	opts := &AuditOptions{Mode: ModeReasoned, MaxReasoningTokens: 64, MitigationBaseline: true}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.AuditContext(done, transcript, opts); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled before the call: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := m.AuditContext(ctx, transcript, opts)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled during the call: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("stopping took %v", time.Since(start))
+	}
+	if _, err := m.AuditContext(context.Background(), transcript, &AuditOptions{Items: []string{"teacher_uptake"}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Eight goroutines share one model; each gets exactly what a serial run gets. Run with -race.

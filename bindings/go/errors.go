@@ -33,6 +33,7 @@ const (
 	StatusAdapterInvalid   Status = C.DG_STATUS_ADAPTER_INVALID
 	StatusResourceLimit    Status = C.DG_STATUS_RESOURCE_LIMIT
 	StatusNonFinite        Status = C.DG_STATUS_NON_FINITE
+	StatusCancelled        Status = C.DG_STATUS_CANCELLED
 )
 
 // String is the library's short description of the status.

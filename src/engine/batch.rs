@@ -6,6 +6,7 @@
 //! its longest member.
 
 use super::generate::{Decoding, GenerateOptions, Generation};
+use super::progress::Progress;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::model::BranchState;
@@ -31,6 +32,18 @@ impl Engine {
         &self,
         prompts: &[String],
         options: &GenerateOptions,
+    ) -> Result<Vec<Generation>> {
+        self.generate_many_with(prompts, options, Progress::NONE)
+    }
+
+    /// [`Engine::generate_many`], reporting decoding steps done of `options.max_tokens` to
+    /// `progress` after every step (the full count when the last branch ends), and stopping
+    /// with [`Error::Cancelled`] between steps when asked to.
+    pub fn generate_many_with(
+        &self,
+        prompts: &[String],
+        options: &GenerateOptions,
+        progress: Progress<'_>,
     ) -> Result<Vec<Generation>> {
         options.validate()?;
         if prompts.is_empty() || prompts.len() > MAX_GENERATE_BATCH {
@@ -67,7 +80,7 @@ impl Engine {
         }
         self.shared
             .pool
-            .install(|| self.run_batch(&tokenized, common, &tails, options))
+            .install(|| self.run_batch(&tokenized, common, &tails, options, progress))
     }
 
     fn run_batch(
@@ -76,7 +89,10 @@ impl Engine {
         common: usize,
         tails: &TailTrie,
         options: &GenerateOptions,
+        progress: Progress<'_>,
     ) -> Result<Vec<Generation>> {
+        let steps = options.max_tokens as u64;
+        progress.report(0, steps)?;
         let model = &self.shared.model;
         let tokenizer = &self.shared.tokenizer;
         let chunk = self.shared.prefill_chunk;
@@ -99,7 +115,10 @@ impl Engine {
             .collect();
         // Branch index and slot of its last token, for the branches `logits` has rows for.
         let mut live: Vec<(usize, usize)> = tails.last.iter().copied().enumerate().collect();
+        let mut step = 0u64;
         while !live.is_empty() {
+            progress.report(step, steps)?;
+            step += 1;
             let rows = logits.to_vec2::<f32>()?;
             let first = state.slots();
             let mut next_live = Vec::with_capacity(live.len());
@@ -117,6 +136,7 @@ impl Engine {
                 logits = model.forward_branches(&tokens, &parents, &read, chunk, &mut state)?;
             }
         }
+        progress.report(steps, steps)?;
         decodings.into_iter().map(|d| d.finish(tokenizer)).collect()
     }
 }

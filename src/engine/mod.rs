@@ -5,11 +5,13 @@
 
 mod batch;
 mod generate;
+pub mod progress;
 mod score;
 mod tree;
 
 pub use batch::{MAX_BATCH_KV_TOKENS, MAX_GENERATE_BATCH};
 pub use generate::{FinishReason, GenerateOptions, Generation, MAX_NEW_TOKENS_LIMIT};
+pub use progress::{observe, Observer, Progress};
 pub use score::{LabelPrompt, ScoreDistribution};
 pub use tree::{TokenQuery, TreeStats};
 
@@ -424,19 +426,31 @@ impl Engine {
         &self,
         prompts: &[LabelPrompt],
     ) -> Result<(Vec<ScoreDistribution>, TreeStats)> {
-        self.score_with(prompts, true)
+        self.score_many_with(prompts, Progress::NONE)
+    }
+
+    /// [`Engine::score_many`], reporting tokens run through the model (of the total the shared
+    /// pass needs) to `progress` after every forward pass, and stopping with
+    /// [`Error::Cancelled`] between passes when asked to.
+    pub fn score_many_with(
+        &self,
+        prompts: &[LabelPrompt],
+        progress: Progress<'_>,
+    ) -> Result<(Vec<ScoreDistribution>, TreeStats)> {
+        self.score_with(prompts, true, progress)
     }
 
     /// Label distributions with every label sequence evaluated from scratch (no sharing);
     /// the reference the prefix-shared path is tested against.
     pub fn score_from_scratch(&self, prompts: &[LabelPrompt]) -> Result<Vec<ScoreDistribution>> {
-        Ok(self.score_with(prompts, false)?.0)
+        Ok(self.score_with(prompts, false, Progress::NONE)?.0)
     }
 
     fn score_with(
         &self,
         prompts: &[LabelPrompt],
         shared: bool,
+        progress: Progress<'_>,
     ) -> Result<(Vec<ScoreDistribution>, TreeStats)> {
         let tokenized: Vec<_> = prompts
             .iter()
@@ -444,7 +458,7 @@ impl Engine {
             .collect::<Result<_>>()?;
         let queries: Vec<TokenQuery> = tokenized.iter().flat_map(|t| t.queries.clone()).collect();
         let (logprobs, stats) = if shared {
-            self.evaluate(&queries)?
+            self.evaluate_with(&queries, progress)?
         } else {
             let mut all = Vec::with_capacity(queries.len());
             let mut stats = TreeStats::default();
@@ -472,12 +486,22 @@ impl Engine {
 
     /// Per-token log-probabilities of token sequences, sharing common prefixes.
     pub fn evaluate(&self, queries: &[TokenQuery]) -> Result<(Vec<Vec<f32>>, TreeStats)> {
+        self.evaluate_with(queries, Progress::NONE)
+    }
+
+    /// [`Engine::evaluate`] with progress in tokens run (see [`Engine::score_many_with`]).
+    pub fn evaluate_with(
+        &self,
+        queries: &[TokenQuery],
+        progress: Progress<'_>,
+    ) -> Result<(Vec<Vec<f32>>, TreeStats)> {
         self.shared.pool.install(|| {
             tree::evaluate(
                 &self.shared.model,
                 &self.new_state()?,
                 queries,
                 self.shared.prefill_chunk,
+                progress,
             )
         })
     }

@@ -5,6 +5,7 @@
 //! variants. Subtrees too large for one batch fork the KV state instead. The result equals
 //! evaluating every sequence from scratch, up to f32 summation order.
 
+use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::model::{DecoderModel, KvState};
 
@@ -40,22 +41,28 @@ struct Node {
 
 /// Evaluates all queries from the empty `root` state (which fixes the adapter every token runs
 /// with), sharing every common prefix. Returns, per query, the log-probabilities of
-/// `tokens[score_from..]`.
+/// `tokens[score_from..]`. `progress` hears tokens run of the tokens needed after every
+/// forward pass, and may stop the evaluation between passes.
 pub fn evaluate(
     model: &DecoderModel,
     root: &KvState,
     queries: &[TokenQuery],
     chunk: usize,
+    progress: Progress<'_>,
 ) -> Result<(Vec<Vec<f32>>, TreeStats)> {
     check_queries(model, root, queries)?;
     let trie = Trie::build(queries);
     let size = needed_sizes(&trie.nodes);
+    let needed: u64 = trie.roots.iter().map(|&r| size[r] as u64).sum();
+    progress.report(0, needed)?;
     let mut eval = Evaluation {
         model,
         nodes: trie.nodes,
         size,
         batch_limit: chunk.max(1),
         pending: Vec::new(),
+        progress,
+        needed,
         stats: TreeStats {
             tokens_requested: queries.iter().map(|q| q.tokens.len()).sum(),
             ..TreeStats::default()
@@ -197,6 +204,10 @@ struct Evaluation<'a> {
     batch_limit: usize,
     /// Subtrees too large for one batch, each with the state it continues.
     pending: Vec<(usize, KvState)>,
+    /// Hears `(tokens_evaluated, needed)` after every forward pass.
+    progress: Progress<'a>,
+    /// Tokens the whole evaluation runs.
+    needed: u64,
     stats: TreeStats,
 }
 
@@ -212,6 +223,8 @@ impl Evaluation<'_> {
                 .collect();
             let logits = self.model.forward(&tokens, &mut state, &read, chunk)?;
             self.stats.tokens_evaluated += tokens.len();
+            self.progress
+                .report(self.stats.tokens_evaluated as u64, self.needed)?;
             let read_nodes: Vec<usize> = read.iter().map(|&i| run[i]).collect();
             self.record(&read_nodes, &logits)?;
             let last = *run.last().expect("run is non-empty");
@@ -295,6 +308,8 @@ impl Evaluation<'_> {
             .collect();
         let logits = self.model.forward_tree(&tokens, &parents, &read, state)?;
         self.stats.tokens_evaluated += tokens.len();
+        self.progress
+            .report(self.stats.tokens_evaluated as u64, self.needed)?;
         let read_nodes: Vec<usize> = read.iter().map(|&i| order[i]).collect();
         self.record(&read_nodes, &logits)
     }

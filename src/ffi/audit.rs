@@ -5,16 +5,18 @@
 use super::error::{dg_error, dg_status, out_arg, run, write_out, Failure};
 use super::model::dg_model;
 use super::owned::{arg_ref, arg_str, arg_strs, extra_of, free_c, into_c, opt_ref, opt_str, Arena};
+use super::progress::{dg_progress_fn, Watch};
 use super::rubric::{dg_rubric, rubric_or_builtin, select_items};
 use super::score::{arg_transcript, c_distribution, dg_distribution};
 use crate::guard::report::{AuditReport, ConditionAudit, VerdictStatus};
 use crate::guard::{
-    audit, AuditMode, AuditOptions, AuditRequest, ProbeCatalog, ReasoningOptions, SplitSelection,
-    Thresholds,
+    audit_with, AuditMode, AuditOptions, AuditRequest, ProbeCatalog, ReasoningOptions,
+    SplitSelection, Thresholds,
 };
 use crate::rubric::RubricItem;
 use safer_ffi::c_char;
 use safer_ffi::prelude::*;
+use std::ffi::c_void;
 use std::ptr;
 
 /// Which probe wordings an audit uses (values of `dg_audit_options_t.split`).
@@ -72,6 +74,20 @@ pub struct dg_audit_options {
     pub top_p: f64,
     /// Reasoned mode: sampler seed (default 0).
     pub seed: u64,
+    /// Called with `(progress_user_data, done, total)` as the audit moves on, on the thread
+    /// that called `dg_audit`; `done` never decreases and `total` is fixed for the call
+    /// (direct mode: tokens run through the model; reasoned mode: decoding steps,
+    /// max_reasoning_tokens per item and condition, plus one per item and condition for the
+    /// scoring pass). Return false to cancel:
+    /// the call then returns DG_STATUS_CANCELLED. It must not call back into the same audit.
+    /// NULL = no reports (default).
+    pub progress: dg_progress_fn,
+    /// Passed to `progress` unchanged (default NULL).
+    pub progress_user_data: *mut c_void,
+    /// NULL, or a flag the library reads (atomically, every few milliseconds and between
+    /// forward passes) while the call runs; set it to non-zero from any thread to cancel with
+    /// DG_STATUS_CANCELLED. Must stay valid until the call returns (default NULL).
+    pub cancel: *const i32,
 }
 
 /// Summary of one probe category under one condition.
@@ -198,6 +214,9 @@ pub fn dg_audit_default_options() -> dg_audit_options {
         temperature: reasoning.temperature,
         top_p: reasoning.top_p,
         seed: reasoning.seed,
+        progress: None,
+        progress_user_data: ptr::null_mut(),
+        cancel: ptr::null(),
     }
 }
 
@@ -295,8 +314,10 @@ fn c_audit(arena: &mut Arena, report: &AuditReport, json: String) -> dg_audit {
 /// be distinct). `options`: NULL = `dg_audit_default_options()`.
 /// On success writes a new `dg_audit_t` to `*out_audit`; release it with `dg_audit_free`.
 /// Returns the statuses of `dg_score`, plus `DG_STATUS_IO` / `DG_STATUS_CONFIG` for the probe
-/// file and `DG_STATUS_INVALID_ARGUMENT` for bad option values. Takes seconds to minutes (about
-/// 65 prompts per item with the built-in catalog). Thread-safe.
+/// file, `DG_STATUS_INVALID_ARGUMENT` for bad option values and `DG_STATUS_CANCELLED` when
+/// `options->progress` returned false or `*options->cancel` was set. Takes seconds to minutes
+/// (about 65 prompts per item with the built-in catalog): watch it with `options->progress`.
+/// Thread-safe.
 #[ffi_export]
 pub unsafe fn dg_audit(
     model: *const dg_model,
@@ -377,7 +398,12 @@ pub unsafe fn dg_audit(
                 mode,
             },
         };
-        let mut report = audit(&model.engine, &model.builder, &request)?;
+        let watch = Watch {
+            callback: o.progress,
+            user_data: o.progress_user_data,
+            cancel: o.cancel,
+        };
+        let mut report = watch.run(|p| audit_with(&model.engine, &model.builder, &request, p))?;
         report.timings.model_load_seconds = Some(model.load_seconds);
         let mut arena = Arena::default();
         let json = report.to_json()?;

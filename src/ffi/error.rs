@@ -54,11 +54,14 @@ pub enum dg_status {
     /// The model computed NaN or infinity where a probability was expected: its weights or
     /// adapter are not sound. No score is returned.
     NonFinite = 16,
+    /// The caller cancelled the call: its progress callback returned false, or its cancel flag
+    /// was set. No result is returned.
+    Cancelled = 17,
 }
 
 impl dg_status {
     /// Every status, in numeric order.
-    pub const ALL: [dg_status; 17] = [
+    pub const ALL: [dg_status; 18] = [
         Self::Ok,
         Self::NullArgument,
         Self::InvalidUtf8,
@@ -76,6 +79,7 @@ impl dg_status {
         Self::AdapterInvalid,
         Self::ResourceLimit,
         Self::NonFinite,
+        Self::Cancelled,
     ];
 
     /// The status of a library error (no wildcard: a new `Error` variant must be mapped here).
@@ -101,6 +105,7 @@ impl dg_status {
             Error::Backend(_) => Self::Backend,
             Error::TemplateBudget { .. } | Error::WorkLimit { .. } => Self::ResourceLimit,
             Error::NonFinite { .. } => Self::NonFinite,
+            Error::Cancelled => Self::Cancelled,
         }
     }
 
@@ -124,6 +129,7 @@ impl dg_status {
             Self::AdapterInvalid => c"the adapter is invalid or does not fit the base model",
             Self::ResourceLimit => c"a template ran past its instruction or output-size budget",
             Self::NonFinite => c"the model computed NaN or infinity instead of a probability",
+            Self::Cancelled => c"cancelled by the caller",
         }
     }
 }

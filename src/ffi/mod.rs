@@ -5,7 +5,8 @@
 //! [`model`] (`dg_model_t`: open, info, free), [`adapter`] (`dg_model_load_adapter`,
 //! `dg_model_with_adapter`, `dg_adapter_delta`), [`rubric`] (`dg_rubric_t`), [`score`]
 //! (`dg_score`, `dg_distribution_t`), [`delta`] (`dg_bias_delta`, `dg_bias_deltas`), [`check`]
-//! (`dg_check`), [`audit`] (`dg_audit`); `owned` holds the library-allocated strings and arrays
+//! (`dg_check`), [`audit`] (`dg_audit`), [`progress`] (`dg_audit`'s progress callback and cancel
+//! flag); `owned` holds the library-allocated strings and arrays
 //! the result structs point to. The conventions every function follows are written once, in
 //! [`CONVENTIONS`], which is also the header's introduction.
 //!
@@ -27,6 +28,7 @@ pub mod error;
 pub(crate) mod handle;
 pub mod model;
 pub(crate) mod owned;
+pub mod progress;
 pub mod rubric;
 pub mod score;
 
@@ -41,6 +43,7 @@ pub use check::{
 pub use delta::{dg_bias_delta, dg_delta_batch};
 pub use error::{dg_error, dg_status};
 pub use model::{dg_model, dg_model_info, dg_model_options, dg_weight_format};
+pub use progress::dg_progress_fn;
 pub use rubric::dg_rubric;
 pub use score::{dg_distribution, dg_scores};
 
@@ -77,6 +80,7 @@ pub const CONVENTIONS: &str = r#"/*
  *      dg_check ............. runtime check of one context, flagged?   -> dg_checks_t
  *      dg_check_calibrated .. the same, judged against the noise floor -> dg_checks_t
  *      dg_audit ............. probe catalog vs. noise floor, verdict   -> dg_audit_t (+ JSON)
+ *                             (options: progress callback, cancel flag)
  *   4. read the plain C structs; then dg_*_free every object you received
  *   5. dg_model_free (every handle, adapter handles too), dg_rubric_free
  *
@@ -127,6 +131,11 @@ pub const CONVENTIONS: &str = r#"/*
  *   every call keeps its own state; calls queue on the model's worker pool). Rubrics and
  *   results are immutable and may be read from any thread. The only calls that need exclusive
  *   access are the *_free functions: free an object after every other thread is done with it.
+ *
+ * - Progress. dg_audit takes an optional progress callback and cancel flag in its options
+ *   (llama.cpp's manner): the callback runs on the thread that called dg_audit, with units done
+ *   and the fixed total; returning false, or setting the flag from any thread, ends the call
+ *   with DG_STATUS_CANCELLED at the next check (between forward passes of the model).
  *
  * - Units. Scores, deltas, thresholds and noise floors are in points of the rubric item's
  *   scale (1 to 7 for the built-in rubric); probabilities and label masses are 0 to 1.

@@ -14,7 +14,7 @@ use super::report::{
     REPORT_SCHEMA_VERSION,
 };
 use super::thresholds::Thresholds;
-use crate::engine::{Engine, FinishReason, LabelPrompt, ScoreDistribution};
+use crate::engine::{Engine, FinishReason, LabelPrompt, Progress, ScoreDistribution};
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};
 use crate::rubric::RubricItem;
@@ -78,6 +78,21 @@ pub fn audit(
     builder: &PromptBuilder,
     request: &AuditRequest<'_>,
 ) -> Result<AuditReport> {
+    audit_with(engine, builder, request, Progress::NONE)
+}
+
+/// [`audit`], reporting to `progress` and stopping with [`Error::Cancelled`] between forward
+/// passes when asked to (run it under [`crate::engine::observe`] to watch it from the calling
+/// thread). The units: in direct mode, tokens run through the model by the one prefix-shared
+/// scoring pass (the total is known before the first report); in reasoned mode, decoding
+/// steps, `max_tokens` per block of variants (one block per item and condition), then one unit
+/// per block for the final scoring pass.
+pub fn audit_with(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    request: &AuditRequest<'_>,
+    progress: Progress<'_>,
+) -> Result<AuditReport> {
     let started = Instant::now();
     let options = &request.options;
     let probes = checked_probes(request)?;
@@ -86,13 +101,22 @@ pub fn audit(
     } else {
         &[false]
     };
-    let (plan, generate_seconds) = plan_prompts(engine, builder, request, &probes, conditions)?;
+    let (plan, generate_seconds) =
+        plan_prompts(engine, builder, request, &probes, conditions, progress)?;
     let model = ModelInfo::of_engine(engine)?;
     let prepare_seconds = started.elapsed().as_secs_f64() - generate_seconds;
 
     let scoring = Instant::now();
     let prompts: Vec<LabelPrompt> = plan.iter().map(|p| p.label_prompt.clone()).collect();
-    let (dists, stats) = engine.score_many(&prompts)?;
+    let scoring_progress = match request.options.mode {
+        AuditMode::Direct => progress,
+        AuditMode::Reasoned(r) => {
+            let blocks = (request.items.len() * conditions.len()) as u64;
+            let generation = blocks * r.max_tokens as u64;
+            progress.part(generation, blocks, generation + blocks)
+        }
+    };
+    let (dists, stats) = engine.score_many_with(&prompts, scoring_progress)?;
     let score_seconds = scoring.elapsed().as_secs_f64();
     let variants = variant_results(engine, &plan, dists)?;
     let items = summarise_items(request, &variants, probes.len() + 1, conditions.len())?;
@@ -178,11 +202,13 @@ fn plan_prompts<'p>(
     request: &AuditRequest<'_>,
     probes: &'p [Probe],
     conditions: &[bool],
+    progress: Progress<'_>,
 ) -> Result<(Vec<Planned<'p>>, f64)> {
     let mut plan = Vec::new();
     let mut generate_seconds = 0.0;
-    for item in request.items {
-        for &mitigated in conditions {
+    let blocks = (request.items.len() * conditions.len()) as u64;
+    for (i, item) in request.items.iter().enumerate() {
+        for (c, &mitigated) in conditions.iter().enumerate() {
             let block: Vec<Option<&'p Probe>> = std::iter::once(None)
                 .chain(probes.iter().map(Some))
                 .collect();
@@ -209,7 +235,10 @@ fn plan_prompts<'p>(
                     let t = Instant::now();
                     let contexts: Vec<Option<&str>> =
                         block.iter().map(|p| p.map(|p| p.text.as_str())).collect();
-                    let outs = reasoned::reason_many(
+                    let steps = r.max_tokens as u64;
+                    let block_index = (i * conditions.len() + c) as u64;
+                    let part = progress.part(block_index * steps, steps, blocks * (steps + 1));
+                    let outs = reasoned::reason_many_with(
                         engine,
                         builder,
                         request.transcript,
@@ -217,6 +246,7 @@ fn plan_prompts<'p>(
                         &contexts,
                         mitigated,
                         r,
+                        part,
                     )?;
                     generate_seconds += t.elapsed().as_secs_f64();
                     for (probe, out) in block.into_iter().zip(outs) {

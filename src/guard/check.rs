@@ -11,7 +11,7 @@ use super::delta::BiasDelta;
 use super::probes::{ProbeCatalog, ProbeKind, SplitSelection};
 use super::report::{AuditReport, SourceInfo};
 use super::thresholds::{Thresholds, DEFAULT_ABS_THRESHOLD, DEFAULT_NOISE_MULTIPLE};
-use crate::engine::{Engine, ScoreDistribution};
+use crate::engine::{Engine, Progress, ScoreDistribution};
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};
 use crate::rubric::RubricItem;
@@ -209,6 +209,29 @@ pub fn check_items(
     context: &str,
     options: &CheckOptions,
 ) -> Result<Vec<CheckResult>> {
+    check_items_with(
+        engine,
+        builder,
+        transcript,
+        items,
+        context,
+        options,
+        Progress::NONE,
+    )
+}
+
+/// [`check_items`], reporting tokens run through the model to `progress` (as
+/// [`Engine::score_many_with`]) and stopping with [`Error::Cancelled`] between forward passes
+/// when asked to.
+pub fn check_items_with(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    items: &[RubricItem],
+    context: &str,
+    options: &CheckOptions,
+    progress: Progress<'_>,
+) -> Result<Vec<CheckResult>> {
     let thresholds = options.thresholds()?;
     if items.is_empty() {
         return Err(Error::InvalidInput("no rubric items to check".into()));
@@ -250,7 +273,7 @@ pub fn check_items(
             push(Some(c))?;
         }
     }
-    let (dists, _) = engine.score_many(&prompts)?;
+    let (dists, _) = engine.score_many_with(&prompts, progress)?;
     let mut dists = dists.into_iter();
     let mut out = Vec::with_capacity(items.len());
     for item in items {

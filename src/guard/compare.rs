@@ -159,10 +159,11 @@ impl AdapterComparison {
         super::report::write_text(path, &(self.to_json()? + "\n"))
     }
 
-    /// A plain-text table, one line per item and category.
+    /// A plain-text table, one line per item and category (by display name, as the audit
+    /// tables name them).
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<24} {:<16} {:>10} {:>10} {:>8}\n",
+            "{:<24} {:<32} {:>10} {:>10} {:>8}\n",
             "item", "category", "base |Δ|", "adapter", "change"
         );
         for c in &self.changes {
@@ -171,8 +172,8 @@ impl AdapterComparison {
                 .map_or_else(|| "–".to_string(), |r| format!("{:+.0}%", -r));
             let _ = writeln!(
                 s,
-                "{:<24} {:<16} {:>10.3} {:>10.3} {:>8}",
-                c.item_id, c.category_id, c.base_mean_abs_delta, c.adapted_mean_abs_delta, change
+                "{:<24} {:<32} {:>10.3} {:>10.3} {:>8}",
+                c.item_id, c.name, c.base_mean_abs_delta, c.adapted_mean_abs_delta, change
             );
         }
         let (b, a) = self.overall();

@@ -22,8 +22,10 @@ pub mod reasoned;
 pub mod report;
 pub mod thresholds;
 
-pub use audit::{audit, AuditMode, AuditOptions, AuditRequest};
-pub use check::{check, check_items, Calibration, CheckOptions, CheckResult, SavedFloors};
+pub use audit::{audit, audit_with, AuditMode, AuditOptions, AuditRequest};
+pub use check::{
+    check, check_items, check_items_with, Calibration, CheckOptions, CheckResult, SavedFloors,
+};
 pub use delta::{adapter_delta, bias_deltas, wasserstein1, AdapterDelta, BiasDelta, DeltaBatch};
 pub use html::render_html;
 pub use probes::{PoleSide, Probe, ProbeCatalog, ProbeKind, Split, SplitSelection};

@@ -3,7 +3,8 @@
 //! one instruction, rendered with the assistant turn opened but without the answer prefix.
 
 use crate::engine::{
-    Engine, FinishReason, GenerateOptions, LabelPrompt, MAX_BATCH_KV_TOKENS, MAX_GENERATE_BATCH,
+    Engine, FinishReason, GenerateOptions, LabelPrompt, Progress, MAX_BATCH_KV_TOKENS,
+    MAX_GENERATE_BATCH,
 };
 use crate::error::{Error, Result};
 use crate::prompt::{PromptBuilder, Transcript};
@@ -170,6 +171,32 @@ pub fn reason_many(
     mitigate: bool,
     options: &ReasoningOptions,
 ) -> Result<Vec<Reasoned>> {
+    reason_many_with(
+        engine,
+        builder,
+        transcript,
+        item,
+        contexts,
+        mitigate,
+        options,
+        Progress::NONE,
+    )
+}
+
+/// [`reason_many`], reporting decoding steps to `progress` (`max_tokens` per lock-step batch,
+/// the batches in equal shares of one range) and stopping with `Error::Cancelled` between
+/// steps when asked to.
+#[allow(clippy::too_many_arguments)]
+pub fn reason_many_with(
+    engine: &Engine,
+    builder: &PromptBuilder,
+    transcript: &Transcript,
+    item: &RubricItem,
+    contexts: &[Option<&str>],
+    mitigate: bool,
+    options: &ReasoningOptions,
+    progress: Progress<'_>,
+) -> Result<Vec<Reasoned>> {
     options.validate()?;
     if contexts.is_empty() {
         return Err(Error::InvalidInput("no variant to reason about".into()));
@@ -187,8 +214,11 @@ pub fn reason_many(
         (MAX_BATCH_KV_TOKENS / (longest + options.max_tokens)).clamp(1, MAX_GENERATE_BATCH);
     let generate = options.generate_options(&builder.layout().answer_prefix);
     let mut out = Vec::with_capacity(prompts.len());
-    for batch in prompts.chunks(per_batch) {
-        for (prompt_text, generation) in batch.iter().zip(engine.generate_many(batch, &generate)?) {
+    let batches = prompts.len().div_ceil(per_batch) as u64;
+    for (b, batch) in prompts.chunks(per_batch).enumerate() {
+        let part = progress.part(b as u64, 1, batches);
+        let generations = engine.generate_many_with(batch, &generate, part)?;
+        for (prompt_text, generation) in batch.iter().zip(generations) {
             let reasoning = clean_reasoning(engine, &generation.text);
             let label_prompt = label_prompt_after(prompt_text, &reasoning, item, builder);
             out.push(Reasoned {

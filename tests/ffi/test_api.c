@@ -107,13 +107,13 @@ static void test_version_and_status(void) {
     EXPECT(DG_VERSION_NUMBER ==
            DG_VERSION_MAJOR * 10000 + DG_VERSION_MINOR * 100 + DG_VERSION_PATCH);
 
-    for (int s = DG_STATUS_OK; s <= DG_STATUS_NON_FINITE; s++) {
+    for (int s = DG_STATUS_OK; s <= DG_STATUS_CANCELLED; s++) {
         EXPECT(strlen(dg_status_text(s)) > 0);
         EXPECT(strcmp(dg_status_text(s), "unknown status") != 0);
     }
     EXPECT(strcmp(dg_status_text(DG_STATUS_OK), "success") == 0);
     EXPECT(strcmp(dg_status_text(-1), "unknown status") == 0);
-    EXPECT(strcmp(dg_status_text(DG_STATUS_NON_FINITE + 1), "unknown status") == 0);
+    EXPECT(strcmp(dg_status_text(DG_STATUS_CANCELLED + 1), "unknown status") == 0);
 
     /* A NULL error object means "no error". */
     EXPECT(dg_error_status(NULL) == DG_STATUS_OK);
@@ -624,6 +624,62 @@ static void test_audit(const dg_model_t *model) {
     dg_audit_free(NULL);
 }
 
+/* What a progress callback saw: its calls, the last (done, total), whether done ever went
+ * down or total changed, and after how many calls it answers false (0 = never). */
+typedef struct {
+    size_t calls, done, total, stop_after;
+    bool backwards;
+    int32_t *flag_to_set;
+} progress_log_t;
+
+static bool on_progress(void *user_data, size_t done, size_t total) {
+    progress_log_t *log = user_data;
+    if (log->calls > 0 && (done < log->done || total != log->total)) log->backwards = true;
+    log->calls++;
+    log->done = done;
+    log->total = total;
+    if (log->flag_to_set != NULL) *log->flag_to_set = 1;
+    return log->stop_after == 0 || log->calls < log->stop_after;
+}
+
+/* Progress reports reach their total, in order; a callback answering false and a set cancel
+ * flag both end the audit with DG_STATUS_CANCELLED and no result. */
+static void test_audit_progress(const dg_model_t *model) {
+    const char *items[] = {"instructional_dialogue"};
+    dg_audit_options_t o = dg_audit_default_options();
+    EXPECT(o.progress == NULL && o.progress_user_data == NULL && o.cancel == NULL);
+    progress_log_t log = {0};
+    o.progress = on_progress;
+    o.progress_user_data = &log;
+    dg_audit_t *a = NULL;
+    OK(dg_audit(model, NULL, items, 1, TRANSCRIPT, &o, &a, &err));
+    EXPECT(log.calls >= 2 && !log.backwards);
+    EXPECT(log.total > 0 && log.done == log.total);
+    EXPECT(strstr(a->report_json, "tokens_evaluated") != NULL);
+    dg_audit_free(a);
+
+    /* Reasoned mode, long enough that the answer arrives while it runs; the small catalog
+     * (written by test_audit) keeps it short under valgrind. */
+    o.probes_path = scratch_path("small-probes.json");
+    o.mode = DG_AUDIT_MODE_REASONED;
+    o.max_reasoning_tokens = 48;
+    log = (progress_log_t){.stop_after = 1};
+    a = SENTINEL;
+    FAILS(DG_STATUS_CANCELLED, "cancelled",
+          dg_audit(model, NULL, items, 1, TRANSCRIPT, &o, &a, &err));
+    EXPECT(a == SENTINEL && log.calls == 1);
+
+    int32_t cancel = 0;
+    log = (progress_log_t){.flag_to_set = &cancel};
+    o.cancel = &cancel;
+    FAILS(DG_STATUS_CANCELLED, NULL, dg_audit(model, NULL, items, 1, TRANSCRIPT, &o, &a, &err));
+    EXPECT(a == SENTINEL && log.calls >= 1);
+    /* Already set: stops before any work, without a report. */
+    log = (progress_log_t){0};
+    FAILS(DG_STATUS_CANCELLED, NULL, dg_audit(model, NULL, items, 1, TRANSCRIPT, &o, &a, &err));
+    EXPECT(a == SENTINEL && log.calls == 0);
+}
+
 /* Adapters: load by path at open time and by name later, handles per adapter, the A/B delta,
  * and typed errors for what does not fit. */
 static void test_adapters(const char *model_path, const char *adapter_dir) {
@@ -731,6 +787,7 @@ int main(int argc, char **argv) {
     test_deltas(model);
     test_check(model);
     test_audit(model);
+    test_audit_progress(model);
     dg_model_free(model);
     test_adapters(argv[1], argv[3]);
     return dg_test_finish("test_api");

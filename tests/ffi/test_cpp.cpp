@@ -2,6 +2,7 @@
 // C status. Built with -Werror and run under AddressSanitizer + UBSan.
 //
 // Usage: test_cpp TINY_MODEL.gguf SCRATCH_DIR
+#include <atomic>
 #include "debias_guard.hpp"
 
 #include <cmath>
@@ -139,6 +140,36 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(DG_STATUS_INVALID_ARGUMENT, copy.write_html(std::string("a\0b", 3)));
     ao.split = static_cast<dg_split_t>(9);
     EXPECT_ERROR(DG_STATUS_INVALID_ARGUMENT, model.audit(TRANSCRIPT, {}, ao));
+
+    // Progress reaches its total in order; false, an exception or a set flag cancels.
+    dg::AuditOptions po;
+    std::size_t last = 0, total = 0, calls = 0;
+    bool in_order = true;
+    po.progress = [&](std::size_t d, std::size_t t) {
+        in_order = in_order && d >= last && (calls == 0 || t == total);
+        last = d;
+        total = t;
+        ++calls;
+        return true;
+    };
+    model.audit(TRANSCRIPT, {"instructional_dialogue"}, po);
+    EXPECT(calls >= 2 && in_order && total > 0 && last == total);
+    po.mode = DG_AUDIT_MODE_REASONED;
+    po.max_reasoning_tokens = 48;
+    po.progress = [](std::size_t, std::size_t) { return false; };
+    EXPECT_ERROR(DG_STATUS_CANCELLED, model.audit(TRANSCRIPT, {"instructional_dialogue"}, po));
+    po.progress = [](std::size_t, std::size_t) -> bool { throw std::logic_error("from progress"); };
+    bool rethrown = false;
+    try {
+        model.audit(TRANSCRIPT, {"instructional_dialogue"}, po);
+    } catch (const std::logic_error &e) {
+        rethrown = std::string(e.what()) == "from progress";
+    }
+    EXPECT(rethrown);
+    std::atomic<std::int32_t> cancel{1};
+    po.progress = nullptr;
+    po.cancel = &cancel;
+    EXPECT_ERROR(DG_STATUS_CANCELLED, model.audit(TRANSCRIPT, {"instructional_dialogue"}, po));
 
     // One const Model shared by threads: the same results as a serial call.
     std::vector<dg::Distribution> serial = model.score(TRANSCRIPT, {"teacher_uptake"});

@@ -55,7 +55,8 @@ impl InputFiles {
 }
 
 /// A progress bar on stderr with indicatif's `template`, drawn only when stderr is a terminal
-/// and `enabled` is set.
+/// and `enabled` is set. It redraws on its own twice a second (elapsed time, spinner), so a
+/// long unit of work never leaves it frozen.
 pub fn progress_bar(enabled: bool, total: u64, template: &str) -> ProgressBar {
     let target = if enabled {
         ProgressDrawTarget::stderr()
@@ -65,6 +66,9 @@ pub fn progress_bar(enabled: bool, total: u64, template: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), target);
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
+    }
+    if enabled {
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
     }
     bar
 }

@@ -3,6 +3,7 @@
 //! Pipeline: `synth` (synthetic NCTE-format data) -> `pairs` (preference pairs from the model's own reasoning with
 //! and without a spurious context) -> `train` (DPO + SFT on LoRA adapters) -> `export` (PEFT adapter) -> `eval`.
 
+pub mod chart;
 pub mod consistency;
 pub mod data;
 pub mod error;

@@ -157,6 +157,9 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     assert!(!md.contains("Reasoned mode"));
     let svg = std::fs::read_to_string(opts.out_dir.join(eval::REPORT_CHART)).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("prompt-mitigation"));
+    assert!(svg.contains("held-out wordings") && svg.contains("condition"));
+    let png = std::fs::read(opts.out_dir.join(eval::REPORT_CHART).with_extension("png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
 
     // Same inputs, same numbers (intervals included).
     let again = eval::run(&EvalOptions {

@@ -40,6 +40,9 @@ pub struct ModelOptions {
     /// Print what runs (model size, matrix kernel path, threads) to stderr.
     #[arg(long)]
     pub verbose: bool,
+    /// Show no progress on stderr (by default a bar on a terminal, else a line every 5 s).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Options every single-transcript subcommand shares.

@@ -3,7 +3,8 @@
 //!
 //! - [`args`]: the command line; [`commands`]: one module per subcommand;
 //! - [`model`]: where the model is found; [`input`]: the transcript (file or stdin);
-//! - [`output`]: tables, JSON and CSV to files, stdout or stderr; [`exit`]: exit statuses.
+//! - [`output`]: tables, JSON and CSV to files, stdout or stderr; [`exit`]: exit statuses;
+//! - [`progress`]: progress of long commands on stderr.
 
 mod args;
 mod commands;
@@ -11,6 +12,7 @@ mod exit;
 mod input;
 mod model;
 mod output;
+mod progress;
 
 use args::{Cli, Command, Common};
 use clap::Parser;

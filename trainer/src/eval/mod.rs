@@ -44,7 +44,7 @@ pub use report::EvalReport;
 pub const REPORT_JSON: &str = "eval.json";
 /// Markdown tables.
 pub const REPORT_MARKDOWN: &str = "eval.md";
-/// Bias chart.
+/// Bias chart (SVG; the PNG beside it has the same stem).
 pub const REPORT_CHART: &str = "bias.svg";
 /// Which probe wordings the reasoned-mode section generates for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -129,7 +129,7 @@ pub struct EvalOptions {
     pub bootstrap: BootstrapOptions,
     /// Engine worker threads (0 = all cores).
     pub threads: usize,
-    /// Directory for `eval.json`, `eval.md` and `bias.svg` (created if missing).
+    /// Directory for `eval.json`, `eval.md` and `bias.svg`/`bias.png` (created if missing).
     pub out_dir: PathBuf,
     /// An earlier `eval.json` (schema 2) of the same model, test records and probes: conditions
     /// found there (same name and kind) are taken from it instead of being measured again, in
@@ -179,7 +179,7 @@ pub struct EvalArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Output directory (eval.json, eval.md, bias.svg).
+    /// Output directory (eval.json, eval.md, bias.svg, bias.png).
     #[arg(long)]
     pub out: PathBuf,
     /// Earlier eval.json (same model, test records and probes) whose conditions are reused.
@@ -268,7 +268,7 @@ pub fn probe_infos(probes: &[Probe]) -> Vec<ProbeInfo> {
         .collect()
 }
 
-/// Runs the evaluation, writes `eval.json`, `eval.md` and `bias.svg` into `out_dir`, and
+/// Runs the evaluation, writes `eval.json`, `eval.md`, `bias.svg` and `bias.png` into `out_dir`, and
 /// returns the report.
 pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     let started = Instant::now();
@@ -380,7 +380,7 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     let bar = progress_bar(
         opts.progress,
         (conditions.len() * (prepared.len() + subset)) as u64,
-        "{msg:>24} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
+        "{spinner} {msg:>24} [{bar:30}] {pos}/{len} measurements {elapsed} (eta {eta})",
     );
     let results = measure_conditions(
         &conditions,

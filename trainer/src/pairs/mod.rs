@@ -246,10 +246,11 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
         },
     )?;
 
+    // Counted in pairs (contexts per example), the unit of the output file.
     let bar = progress_bar(
         opts.progress,
-        work.len() as u64,
-        "pairs [{bar:30}] {pos}/{len} examples {elapsed} (eta {eta})",
+        work.iter().map(|w| w.3.len() as u64).sum(),
+        "{spinner} pairs [{bar:30}] {pos}/{len} pairs {elapsed} (eta {eta})",
     );
     for (ex, transcript, item, picked) in &work {
         let todo: Vec<_> = picked
@@ -257,9 +258,9 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
             .map(|&k| &contexts[k])
             .filter(|c| !done.contains(&pair_id(&ex.id, &c.id)))
             .collect();
+        bar.inc((picked.len() - todo.len()) as u64);
         if todo.is_empty() {
             summary.examples_skipped += 1;
-            bar.inc(1);
             continue;
         }
         let seed = contexts::example_seed(opts.seed, &ex.id);
@@ -299,8 +300,8 @@ pub fn run(opts: &PairsOptions) -> Result<PairsSummary> {
             // One flushed line per pair: a kill leaves at most one torn line, dropped on resume.
             out.append(&pair)?;
             summary.pairs_written += 1;
+            bar.inc(1);
         }
-        bar.inc(1);
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();

@@ -1,10 +1,8 @@
-//! Training curves (loss parts, reward margin/accuracy, learning rate vs step) as SVG and PNG.
-//!
-//! plotters is built without its font features (they need system font libraries), so its
-//! built-in font can lay text out but not rasterise it: the SVG files carry titles, axis labels
-//! and legends (the viewer renders the text), the PNG files show the same axes and curves
-//! without any text.
+//! Training curves (loss parts, reward margin/accuracy, learning rate vs step) as SVG and PNG,
+//! both with title, axis labels and a legend beside the plot (see [`crate::chart`]); the step
+//! axis has whole-number ticks.
 
+use crate::chart::{self, Entry, Mark};
 use crate::error::{Error, Result};
 use crate::train::metrics::StepMetrics;
 use plotters::coord::Shift;
@@ -23,9 +21,9 @@ pub struct Series {
 pub struct Chart {
     /// File stem and title.
     pub name: &'static str,
-    /// Title drawn above the plot (SVG only).
+    /// Title drawn above the plot.
     pub title: &'static str,
-    /// Y axis description (SVG only).
+    /// Y axis description.
     pub y_desc: &'static str,
     /// The curves.
     pub series: Vec<Series>,
@@ -38,7 +36,8 @@ const PALETTE: [RGBColor; 4] = [
     RGBColor(148, 103, 189),
 ];
 
-fn bounds(chart: &Chart) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
+/// The step range (whole steps, at least one wide) and the padded value range.
+fn bounds(chart: &Chart) -> (std::ops::Range<i64>, std::ops::Range<f64>) {
     let pts = chart.series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts.filter(|(x, y)| x.is_finite() && y.is_finite()) {
@@ -48,7 +47,7 @@ fn bounds(chart: &Chart) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
         y1 = y1.max(y);
     }
     if x0 > x1 {
-        return (0.0..1.0, 0.0..1.0);
+        return (0..1, 0.0..1.0);
     }
     let pad = |lo: f64, hi: f64| {
         let d = if hi > lo {
@@ -58,74 +57,53 @@ fn bounds(chart: &Chart) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
         };
         (lo - d)..(hi + d)
     };
-    let xr = if x1 > x0 {
-        x0..x1
-    } else {
-        (x0 - 1.0)..(x1 + 1.0)
-    };
+    let (lo, hi) = (x0.floor() as i64, x1.ceil() as i64);
+    let xr = if hi > lo { lo..hi } else { (lo - 1)..(hi + 1) };
     (xr, pad(y0, y1))
 }
 
 fn draw<DB: DrawingBackend>(
     area: DrawingArea<DB, Shift>,
     chart: &Chart,
-    text: bool,
 ) -> std::result::Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    area.fill(&WHITE).map_err(e)?;
+    let legend: Vec<Entry> = chart
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Entry {
+            name: s.name.to_string(),
+            colour: PALETTE[i % PALETTE.len()],
+            mark: Mark::Line,
+        })
+        .collect();
+    let plot = chart::frame(&area, chart.title, &legend)?;
     let (xr, yr) = bounds(chart);
-    let mut builder = ChartBuilder::on(&area);
-    builder.margin(12);
-    if text {
-        builder
-            .caption(chart.title, ("sans-serif", 20))
-            .x_label_area_size(36)
-            .y_label_area_size(64);
-    }
-    let mut ctx = builder
-        .build_cartesian_2d(xr.clone(), yr.clone())
+    let mut ctx = ChartBuilder::on(&plot)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(xr.clone(), yr)
         .map_err(e)?;
-    if text {
-        ctx.configure_mesh()
-            .x_desc("optimiser step")
-            .y_desc(chart.y_desc)
-            .draw()
-            .map_err(e)?;
-    } else {
-        // No text can be drawn here: a frame and a 10 x 8 grid stand in for the mesh.
-        let grey = RGBColor(225, 225, 225);
-        let (x0, x1, y0, y1) = (xr.start, xr.end, yr.start, yr.end);
-        let vertical = (0..=10).map(|i| x0 + (x1 - x0) * f64::from(i) / 10.0);
-        let horizontal = (0..=8).map(|i| y0 + (y1 - y0) * f64::from(i) / 8.0);
-        let lines = vertical
-            .map(|x| vec![(x, y0), (x, y1)])
-            .chain(horizontal.map(|y| vec![(x0, y), (x1, y)]));
-        ctx.draw_series(lines.map(|pts| PathElement::new(pts, grey)))
-            .map_err(e)?;
-        ctx.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], BLACK)))
-            .map_err(e)?;
-    }
+    let steps = (xr.end - xr.start).max(1) as usize;
+    ctx.configure_mesh()
+        .x_labels(steps.min(10) + 1)
+        .x_label_formatter(&|x: &i64| x.to_string())
+        .x_desc("optimiser step")
+        .y_desc(chart.y_desc)
+        .label_style((chart::FAMILY, 13))
+        .axis_desc_style((chart::FAMILY, 15))
+        .draw()
+        .map_err(e)?;
     for (i, s) in chart.series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let pts = s
             .points
             .iter()
             .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite());
-        let drawn = ctx
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(e)?;
-        if text {
-            drawn
-                .label(s.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-        }
-    }
-    if text {
-        ctx.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| (x.round() as i64, y));
+        ctx.draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(e)?;
     }
     area.present().map_err(e)
@@ -135,21 +113,18 @@ fn draw<DB: DrawingBackend>(
 pub fn write_chart(dir: &Path, chart: &Chart) -> Result<[PathBuf; 2]> {
     let svg = dir.join(format!("{}.svg", chart.name));
     let png = dir.join(format!("{}.png", chart.name));
-    let size = (900, 520);
-    draw(SVGBackend::new(&svg, size).into_drawing_area(), chart, true).map_err(|message| {
+    let size = (900 + chart::LEGEND_WIDTH, 520);
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), chart).map_err(|message| {
         Error::Plot {
             path: svg.clone(),
             message,
         }
     })?;
-    draw(
-        BitMapBackend::new(&png, size).into_drawing_area(),
-        chart,
-        false,
-    )
-    .map_err(|message| Error::Plot {
-        path: png.clone(),
-        message,
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), chart).map_err(|message| {
+        Error::Plot {
+            path: png.clone(),
+            message,
+        }
     })?;
     Ok([svg, png])
 }
@@ -244,10 +219,95 @@ mod tests {
             assert!(bytes.len() > 500, "{}", f.display());
         }
         let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-        assert!(svg.contains("optimiser step") && svg.contains("dpo"));
+        assert!(svg.contains("optimiser step") && svg.contains("dpo") && svg.contains(">Loss<"));
         assert_eq!(&std::fs::read(dir.join("lr.png")).unwrap()[1..4], b"PNG");
         // A single point and an empty run still draw.
         write_training_plots(&dir, &metrics[..1]).unwrap();
         write_training_plots(&dir, &[]).unwrap();
+    }
+
+    fn small_chart(with_text: bool) -> Chart {
+        let points = (1..=5)
+            .map(|k| (k as f64, 10.3 + 0.08 * k as f64))
+            .collect();
+        Chart {
+            name: "small",
+            title: if with_text { "A small chart" } else { "" },
+            y_desc: if with_text { "value" } else { "" },
+            series: vec![Series {
+                name: if with_text { "the curve" } else { "" },
+                points,
+            }],
+        }
+    }
+
+    /// Renders to an RGB buffer (what the PNG file holds).
+    fn pixels(chart: &Chart) -> (Vec<u8>, u32) {
+        let (w, h) = (900 + chart::LEGEND_WIDTH, 520);
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        draw(
+            BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area(),
+            chart,
+        )
+        .unwrap();
+        (buf, w)
+    }
+
+    /// Pixels that are not white inside `x0..x1 × y0..y1`.
+    fn inked(buf: &[u8], w: u32, (x0, x1): (u32, u32), (y0, y1): (u32, u32)) -> usize {
+        (y0..y1)
+            .flat_map(|y| (x0..x1).map(move |x| ((y * w + x) * 3) as usize))
+            .filter(|&i| buf[i..i + 3] != [255, 255, 255])
+            .count()
+    }
+
+    #[test]
+    fn png_carries_the_title_and_a_legend_beside_the_plot() {
+        let (with, w) = pixels(&small_chart(true));
+        let (without, _) = pixels(&small_chart(false));
+        let title = ((0, 900), (0, 36));
+        let legend_text = ((900 + 38, w), (36, 120));
+        assert!(inked(&with, w, title.0, title.1) > 50, "no title drawn");
+        assert_eq!(inked(&without, w, title.0, title.1), 0);
+        assert!(
+            inked(&with, w, legend_text.0, legend_text.1) > 50,
+            "no legend text"
+        );
+        assert_eq!(inked(&without, w, legend_text.0, legend_text.1), 0);
+        // Axis labels and descriptions are drawn too.
+        let plot = ((0, 900), (36, 520));
+        assert!(inked(&with, w, plot.0, plot.1) > inked(&without, w, plot.0, plot.1));
+    }
+
+    #[test]
+    fn svg_has_text_and_whole_number_step_ticks() {
+        let dir = std::env::temp_dir().join(format!("dg-plot-ticks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let [svg, _] = write_chart(&dir, &small_chart(true)).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        let texts: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                t.split_once('>')
+                    .and_then(|(_, rest)| rest.split_once("</text>"))
+            })
+            .map(|(inner, _)| inner.trim())
+            .collect();
+        for want in ["A small chart", "the curve", "optimiser step", "value"] {
+            assert!(texts.contains(&want), "{want} missing in {texts:?}");
+        }
+        for step in ["1", "2", "3", "4", "5"] {
+            assert!(
+                texts.contains(&step),
+                "step tick {step} missing in {texts:?}"
+            );
+        }
+        assert!(
+            !texts.iter().any(|t| t
+                .strip_suffix(".0")
+                .is_some_and(|n| n.parse::<i64>().is_ok())),
+            "a tick written as N.0: {texts:?}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::args::{AuditArgs, Mode};
 use crate::output::{csv_line, Format, Plan};
+use crate::progress::Meter;
 use debias_guard::guard::{
     self, compare, html, AuditMode, AuditOptions, AuditReport, AuditRequest, ReasoningOptions,
     Thresholds, VerdictStatus,
@@ -83,14 +84,23 @@ pub fn run(args: AuditArgs) -> debias_guard::Result<ExitCode> {
         }
         report
     };
-    let report = finish(guard::audit(&l.engine, &builder, &request)?);
+    let quiet = common.engine.quiet;
+    let unit = match mode {
+        AuditMode::Direct => "tokens",
+        AuditMode::Reasoned(_) => "steps",
+    };
+    let watched = |engine: &debias_guard::Engine, what: &str| {
+        Meter::new(quiet, what, unit).run(|p| guard::audit_with(engine, &builder, &request, p))
+    };
+    let what = if compare_base {
+        "audit (adapter)"
+    } else {
+        "audit"
+    };
+    let report = finish(watched(&l.engine, what)?);
     let status = report.verdict.status;
     if compare_base {
-        let base = finish(guard::audit(
-            &l.engine.with_adapter(None)?,
-            &builder,
-            &request,
-        )?);
+        let base = finish(watched(&l.engine.with_adapter(None)?, "audit (base)")?);
         let adapter = common
             .engine
             .adapter

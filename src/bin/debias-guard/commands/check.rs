@@ -4,6 +4,7 @@
 
 use crate::args::CheckArgs;
 use crate::output::{csv_line, json, Format, Plan};
+use crate::progress::Meter;
 use debias_guard::guard::{
     self, AuditReport, Calibration, CheckOptions, CheckResult, ProbeCatalog,
 };
@@ -51,14 +52,17 @@ pub fn run(args: CheckArgs) -> debias_guard::Result<ExitCode> {
     let selected = crate::select_items(&l.rubric, &items)?;
     let builder = common.prompt_builder()?;
     let started = Instant::now();
-    let results = guard::check_items(
-        &l.engine,
-        &builder,
-        &l.transcript,
-        &selected,
-        &context,
-        &options,
-    )?;
+    let results = Meter::new(common.engine.quiet, "check", "tokens").run(|p| {
+        guard::check_items_with(
+            &l.engine,
+            &builder,
+            &l.transcript,
+            &selected,
+            &context,
+            &options,
+            p,
+        )
+    })?;
     plan.table(&table(&results))?;
     match format {
         Format::Table => {}

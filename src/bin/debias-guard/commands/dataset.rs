@@ -3,6 +3,7 @@
 //! stopped), then the aggregate over the dataset as JSON, a short table and CSV.
 
 use crate::args::DatasetArgs;
+use crate::progress::Meter;
 use debias_guard::guard::dataset::{
     complete_lines, read_records, summarise, to_csv, DatasetInputs, DatasetRecord, DatasetSummary,
 };
@@ -104,7 +105,9 @@ pub fn run(args: DatasetArgs) -> debias_guard::Result<ExitCode> {
                     mode: AuditMode::Direct,
                 },
             };
-            let report = guard::audit(&engine, &builder, &request)?;
+            let what = format!("[{}/{pending}] {}", finished + 1, input.id);
+            let mut meter = Meter::new(args.engine.quiet, what, "tokens");
+            let report = meter.run(|p| guard::audit_with(&engine, &builder, &request, p))?;
             let record = DatasetRecord::from_report(&input.id, &report);
             writeln!(out, "{}", record.to_json_line()?)
                 .and_then(|()| out.flush())
@@ -185,9 +188,15 @@ fn summary_table(s: &DatasetSummary) -> String {
     if !s.worst.is_empty() {
         t.push_str("worst:\n");
         for w in &s.worst {
+            // The display name, as in the table above (the id when no cell names it).
+            let name = s
+                .cells
+                .iter()
+                .find(|c| c.category_id == w.category_id)
+                .map_or(w.category_id.as_str(), |c| c.category_name.as_str());
             t.push_str(&format!(
-                "  {} {}/{}: max |Δ| {:.3} (threshold {:.3})\n",
-                w.id, w.item_id, w.category_id, w.max_abs_delta, w.flag_threshold
+                "  {} {} / {name}: max |Δ| {:.3} (threshold {:.3})\n",
+                w.id, w.item_id, w.max_abs_delta, w.flag_threshold
             ));
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::args::ScoreArgs;
 use crate::output::{csv_line, json, Format, Plan};
+use crate::progress::Meter;
 use debias_guard::{Error, ScoreDistribution};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -55,9 +56,13 @@ pub fn run(args: ScoreArgs) -> debias_guard::Result<ExitCode> {
         })
         .collect::<debias_guard::Result<Vec<_>>>()?;
     let started = Instant::now();
-    let (dists, stats) = l.engine.score_many(&prompts)?;
+    let quiet = common.engine.quiet;
+    let (dists, stats) =
+        Meter::new(quiet, "score", "tokens").run(|p| l.engine.score_many_with(&prompts, p))?;
     let base = if compare_base {
-        Some(l.engine.with_adapter(None)?.score_many(&prompts)?.0)
+        let base = l.engine.with_adapter(None)?;
+        let mut meter = Meter::new(quiet, "score (base)", "tokens");
+        Some(meter.run(|p| base.score_many_with(&prompts, p))?.0)
     } else {
         None
     };
