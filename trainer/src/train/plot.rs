@@ -219,7 +219,21 @@ mod tests {
             assert!(bytes.len() > 500, "{}", f.display());
         }
         let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-        assert!(svg.contains("optimiser step") && svg.contains("dpo") && svg.contains(">Loss<"));
+        let texts: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                t.split_once('>')
+                    .and_then(|(_, rest)| rest.split_once("</text>"))
+            })
+            .map(|(text, _)| text.trim())
+            .collect();
+        for expected in ["Loss", "optimiser step", "dpo"] {
+            assert!(
+                texts.contains(&expected),
+                "no `{expected}` text in {texts:?}"
+            );
+        }
         assert_eq!(&std::fs::read(dir.join("lr.png")).unwrap()[1..4], b"PNG");
         // A single point and an empty run still draw.
         write_training_plots(&dir, &metrics[..1]).unwrap();
