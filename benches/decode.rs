@@ -27,18 +27,6 @@ use common::*;
 /// The decoder's projection shapes (`n × k`).
 const NK: [(usize, usize); 4] = [(576, 576), (192, 576), (1536, 576), (576, 1536)];
 
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
 /// `w` rounded in blocks of 32 to 16 levels from each block's minimum to its maximum, as a
 /// Q4_1 file holds weights (the 8-bit grid holds such values; random ones stay f32).
 fn q4_1_like(mut w: Vec<f32>) -> Vec<f32> {

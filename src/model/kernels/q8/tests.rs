@@ -3,20 +3,8 @@
 //! against an f64 reference over the dequantized values, on odd sizes and several pools.
 
 use super::*;
+use crate::model::kernels::tests::values;
 use crate::model::kernels::{KernelPath, PackedFormat, PackedLinear, Q8_ROWS_MAX};
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 /// A weight `[n, k]` dequantized from Q4_1-style blocks of 32 along each row (`d·q + m`, `q <
 /// 16`, both extremes present), the form the 8-bit grid holds exactly.
