@@ -213,27 +213,6 @@ fn q8_is_smaller() {
 }
 
 #[test]
-#[ignore = "timing, run by hand"]
-fn dequantize_speed() {
-    let (n, k) = (1536, 576);
-    let w = on_grid(n, k, 1);
-    let q = Q8Panels::quantize(&w, n, k).expect("on the grid");
-    let mut dst = vec![0.0; n.div_ceil(NR) * k * NR];
-    for isa in [KernelPath::Avx512, KernelPath::Portable] {
-        let isa = Isa::for_path(isa).unwrap();
-        let t = std::time::Instant::now();
-        // Blocks of 3 panels (~220 KiB of f32, in L2), as the f32 kernel asks for them.
-        for _ in 0..20 {
-            for p in (0..n / NR).step_by(3) {
-                q.dequantize(isa, 0..k, p..p + 3, &mut dst);
-            }
-        }
-        let per = t.elapsed().as_secs_f64() / 20.0 / (n * k) as f64;
-        eprintln!("{isa:?}: {:.3} ns/weight", per * 1e9);
-    }
-}
-
-#[test]
 fn rows_read_back_in_both_formats() {
     // `row` gives W's rows from either layout: exactly for f32 panels, to f32 rounding for
     // 8-bit ones (several blocks of k for f32: KC = 640 < 700).
