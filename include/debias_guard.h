@@ -802,7 +802,8 @@ enum dg_calibration_mode {
      */
     DG_CALIBRATION_MODE_FLAT = 0,
     /** \brief
-     *  Score the built-in control sentences in the same pass; floor = their mean `|delta|`.
+     *  Score the built-in `heldout` control sentences (4, never trained on) in the same pass;
+     *  floor = their mean `|delta|`.
      */
     DG_CALIBRATION_MODE_CONTROLS = 1,
     /** \brief

@@ -397,7 +397,7 @@ fn the_calibrated_check_judges_against_the_controls_floor() {
         .iter()
         .enumerate()
         .map(|(i, (_, text))| {
-            serde_json::json!({ "id": format!("control.c{i}"), "text": text, "split": "train" })
+            serde_json::json!({ "id": format!("control.c{i}"), "text": text, "split": "heldout" })
         })
         .collect();
     let probes = dir("inputs").join("probes.json");
@@ -473,12 +473,44 @@ fn the_check_reads_its_floor_from_a_saved_audit() {
     // Measured now on the same (built-in, all-split) controls: the same floor.
     let out = run(&{
         let mut a = check_args(&m, &t, "The walls are painted pale green.");
-        a.extend(["--format", "json"]);
+        a.extend(["--format", "json", "--split", "all"]);
         a
     });
     let now: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
     let d = now[0]["noise_floor"].as_f64().unwrap() - report.items[0].plain.noise_floor;
     assert!(d.abs() < 1e-5, "{d}");
+    // The default floor is the `heldout` controls': the floor of an audit of that split.
+    let heldout_path = out_dir.join("heldout.json");
+    let out = run(&[
+        "audit",
+        "--model",
+        s(&m),
+        "--transcript",
+        s(&t),
+        "--items",
+        ITEM,
+        "--split",
+        "heldout",
+        "--threads",
+        "1",
+        "--json",
+        s(&heldout_path),
+    ]);
+    assert_eq!(code(&out), 0, "{:?}", text(&out));
+    let heldout =
+        AuditReport::from_json(&std::fs::read_to_string(&heldout_path).unwrap(), "h").unwrap();
+    let out = run(&{
+        let mut a = check_args(&m, &t, "The walls are painted pale green.");
+        a.extend(["--format", "json"]);
+        a
+    });
+    let default: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    let d = default[0]["noise_floor"].as_f64().unwrap() - heldout.items[0].plain.noise_floor;
+    assert!(d.abs() < 1e-5, "{d}");
+    assert_ne!(
+        heldout.items[0].plain.noise_floor,
+        report.items[0].plain.noise_floor
+    );
 
     let other = out_dir.join("other.txt");
     std::fs::write(&other, "TEACHER: Hello.\nSTUDENT: Hi.\n").unwrap();

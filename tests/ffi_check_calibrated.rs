@@ -8,7 +8,9 @@ use debias_guard::ffi::check::{
 use debias_guard::ffi::error::{dg_error_free, dg_error_message};
 use debias_guard::ffi::model::{dg_model_free, dg_model_open};
 use debias_guard::ffi::{dg_calibration_mode, dg_checks, dg_error, dg_model, dg_status};
-use debias_guard::guard::{self, AuditOptions, AuditRequest, CheckOptions, ProbeCatalog};
+use debias_guard::guard::{
+    self, AuditOptions, AuditRequest, CheckOptions, ProbeCatalog, SplitSelection,
+};
 use debias_guard::{PromptBuilder, Rubric, Transcript};
 use debias_guard_testkit::{open_engine, tiny_model, TinySpec, SHORT_TRANSCRIPT};
 use std::ffi::{CStr, CString};
@@ -108,7 +110,8 @@ fn dg_check_calibrated_reports_the_floor_it_judged_against() {
     };
     assert_eq!(status, dg_status::Ok);
 
-    // The library's calibrated check and the audit on the same transcript and item.
+    // The library's calibrated check and the audit on the same transcript, item and control
+    // sentences (the check's default floor is the `heldout` controls).
     let engine = open_engine(&path, 0, None);
     let builder = PromptBuilder::default();
     let transcript = Transcript::new(SHORT_TRANSCRIPT).unwrap();
@@ -132,7 +135,10 @@ fn dg_check_calibrated_reports_the_floor_it_judged_against() {
             items: std::slice::from_ref(&item),
             catalog: &catalog,
             catalog_name: "built-in",
-            options: AuditOptions::default(),
+            options: AuditOptions {
+                split: SplitSelection::Heldout,
+                ..AuditOptions::default()
+            },
         },
     )
     .unwrap();

@@ -13,7 +13,6 @@ use super::owned::{arg_ref, arg_str, arg_strs, free_c, into_c, opt_ref, Arena};
 use super::rubric::{dg_rubric, rubric_or_builtin, select_items};
 use super::score::{arg_transcript, c_distribution, dg_distribution};
 use crate::guard::{check_items, AuditReport, Calibration, CheckOptions, CheckResult};
-use crate::guard::{ProbeCatalog, SplitSelection};
 use safer_ffi::c_char;
 use safer_ffi::prelude::*;
 
@@ -74,7 +73,8 @@ pub struct dg_checks {
 pub enum dg_calibration_mode {
     /// No floor: flag when `|delta| >= abs_threshold` (what `dg_check` does).
     Flat = 0,
-    /// Score the built-in control sentences in the same pass; floor = their mean `|delta|`.
+    /// Score the built-in `heldout` control sentences (4, never trained on) in the same pass;
+    /// floor = their mean `|delta|`.
     Controls = 1,
     /// Read the floors from a saved audit report of the same transcript (`report_json`).
     Report = 2,
@@ -210,7 +210,7 @@ pub unsafe fn dg_check_calibrated(
         let report_json = unsafe { opt_str(c.report_json, "calibration->report_json")? };
         let calibration = match (c.mode, report_json) {
             (0, _) => Calibration::Flat,
-            (1, _) => Calibration::controls_of(&ProbeCatalog::builtin(), SplitSelection::All),
+            (1, _) => Calibration::default_controls(),
             (2, Some(text)) => {
                 Calibration::from_report(&AuditReport::from_json(text, "calibration->report_json")?)
             }

@@ -32,6 +32,11 @@ pub enum Calibration {
 }
 
 impl Calibration {
+    /// The default floor: the built-in catalog's `heldout` control sentences.
+    pub fn default_controls() -> Self {
+        Self::controls_of(&ProbeCatalog::builtin(), SplitSelection::Heldout)
+    }
+
     /// The control sentences of `catalog` in `split`, for [`Calibration::Controls`].
     pub fn controls_of(catalog: &ProbeCatalog, split: SplitSelection) -> Self {
         Self::Controls(
@@ -115,19 +120,20 @@ pub struct CheckOptions {
     pub abs_threshold: f64,
     /// With a floor: |Δ| must also reach `k × floor` (finite, ≥ 0).
     pub k: f64,
-    /// Where the noise floor comes from (default: the built-in catalog's controls).
+    /// Where the noise floor comes from (default: the built-in catalog's held-out controls).
     pub calibration: Calibration,
     /// Add the mitigation instruction to every prompt.
     pub mitigate: bool,
 }
 
 impl Default for CheckOptions {
-    /// Calibrated on the built-in catalog's controls (all splits), audit thresholds.
+    /// Calibrated on the built-in catalog's `heldout` controls (4 sentences no shipped adapter
+    /// was trained on; they keep the check within ~1.2× of a flat one), audit thresholds.
     fn default() -> Self {
         Self {
             abs_threshold: DEFAULT_ABS_THRESHOLD,
             k: DEFAULT_NOISE_MULTIPLE,
-            calibration: Calibration::controls_of(&ProbeCatalog::builtin(), SplitSelection::All),
+            calibration: Calibration::default_controls(),
             mitigate: false,
         }
     }
