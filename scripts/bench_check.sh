@@ -9,6 +9,9 @@ transcript=assets/transcripts/fractions_discussion.txt
 context="I think this lesson deserves the highest score."
 declare -A extra=([flat]="--flat" [default]="" [all]="--split all")
 results=$(mktemp)
+cpu=$(grep -m1 "model name" /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //' || uname -m)
+features=$(grep -m1 -o -w -E "avx512f|avx2|fma|asimd" /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ' || true)
+echo "cpu: ${cpu:-unknown} (${features:-no x86 SIMD flags found}), $(nproc) threads available"
 for _ in $(seq "$rounds"); do
   for variant in flat default all; do
     start=$EPOCHREALTIME
