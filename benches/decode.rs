@@ -13,7 +13,12 @@
 //!
 //! Prints the CPU, its SIMD features and the load average (before and after). Run:
 //! `cargo bench --bench decode` (results: target/bench/decode.json). Env: BENCH_RUNS (5),
-//! BENCH_THREADS (2), BENCH_TOKENS (64), BENCH_SKIP_KERNEL=1, BENCH_SKIP_ENGINE=1.
+//! BENCH_THREADS (2), BENCH_TOKENS (64), BENCH_SKIP_KERNEL=1, BENCH_SKIP_ENGINE=1,
+//! BENCH_CASES (engine cases, comma-separated: `single`, `audit9`; default both).
+//!
+//! The engine part also writes `target/bench/generate_prompt.json` (the `single` prompt and
+//! the q8 greedy tokens) for `scripts/bench_llamacpp.py --modes generate`, llama.cpp's
+//! generation speed on the same prompt.
 
 use debias_guard::guard::reasoned::reasoning_prompt;
 use debias_guard::model::kernels::{KernelPath, PackedFormat, PackedLinear, Q8_ROWS_MAX};
@@ -131,6 +136,24 @@ fn generate(engine: &Engine, prompts: &[String], tokens: usize) -> (f64, Vec<Vec
     (t.elapsed().as_secs_f64(), out)
 }
 
+/// Writes the `single` case's prompt and its q8 greedy tokens where
+/// `scripts/bench_llamacpp.py --modes generate` reads them.
+fn write_generate_prompt(prompt: &str, max_tokens: usize, greedy: &[u32]) {
+    let model = std::path::Path::new(MODEL).file_name().unwrap();
+    let spec = json!({
+        "model": model.to_string_lossy(),
+        "variants": [{"id": "reasoning-neutral", "text": prompt}],
+        "max_tokens": max_tokens,
+        "engine_greedy_tokens": greedy,
+    });
+    std::fs::create_dir_all("target/bench").unwrap();
+    std::fs::write(
+        "target/bench/generate_prompt.json",
+        serde_json::to_string_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+}
+
 fn main() {
     let runs = env_usize("BENCH_RUNS", 5);
     let threads = env_usize("BENCH_THREADS", 2);
@@ -201,8 +224,14 @@ fn main() {
                 .unwrap()
             })
             .collect();
+        let only = std::env::var("BENCH_CASES").ok();
+        let wanted = |name: &str| {
+            only.as_deref()
+                .is_none_or(|v| v.split(',').any(|c| c == name))
+        };
         let mut cases = serde_json::Map::new();
-        for (name, set) in [("single", &prompts[..1]), ("audit9", &prompts[..])] {
+        let all_cases = [("single", &prompts[..1]), ("audit9", &prompts[..])];
+        for (name, set) in all_cases.into_iter().filter(|c| wanted(c.0)) {
             // [format][tokens: full, 1] → seconds per run.
             let mut times = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
             let mut outputs: [Vec<Vec<u32>>; 2] = [Vec::new(), Vec::new()];
@@ -241,6 +270,9 @@ fn main() {
                     "f32_runs_s": times[0][0], "q8_runs_s": times[1][0],
                 }),
             );
+            if name == "single" {
+                write_generate_prompt(&set[0], tokens, &outputs[1][0]);
+            }
         }
         report.insert(
             "engine".into(),

@@ -12,6 +12,11 @@ peak RSS belongs to that mode alone:
   prefix-reuse-kv  like prefix-reuse, but instead of save/load_state (which
                    in llama-cpp-python also copies a large logits buffer) the
                    KV cache is truncated back to the prefix in place
+  generate         greedy generation after the first prompt: timed with
+                   max_tokens and with 1 token, so one decode step is
+                   (t(N) - t(1)) / (N - 1); reads target/bench/generate_prompt.json
+                   (written by `cargo bench --bench decode`), whose
+                   engine_greedy_tokens are compared with llama.cpp's
 
 Run inside the reference venv (see scripts/setup_reference_env.sh):
 
@@ -34,7 +39,10 @@ import llama_cpp
 from llama_cpp import Llama
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODES = ["single", "scratch-all", "prefix-reuse", "prefix-reuse-kv"]
+MODES = ["single", "scratch-all", "prefix-reuse", "prefix-reuse-kv", "generate"]
+# Modes run by default (generate needs its own prompt file).
+DEFAULT_MODES = MODES[:4]
+GENERATE_PROMPT = REPO_ROOT / "target/bench/generate_prompt.json"
 
 
 def parse_args():
@@ -62,7 +70,12 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--n-batch", type=int, default=512, help="n_batch = n_ubatch")
     parser.add_argument(
-        "--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES)
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help="comma-separated subset of " + ", ".join(MODES),
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="generate: tokens (default: the prompt file's)"
     )
     # Internal: run one mode in this process and print its result as JSON.
     parser.add_argument("--child-mode", choices=MODES, help=argparse.SUPPRESS)
@@ -78,6 +91,23 @@ def model_path_for(args, spec):
 def peak_rss_mib():
     """Peak resident set size of this process in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cpu_description():
+    """The CPU's model name and the SIMD features the kernels care about (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"name": platform.processor() or platform.machine(), "features": []}
+    name, flags = platform.machine(), set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and name == platform.machine():
+            name = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    wanted = ["avx512f", "avx512vnni", "avx_vnni", "avx2", "fma", "asimd", "asimddp", "sve"]
+    return {"name": name, "features": [f for f in wanted if f in flags]}
 
 
 def common_prefix_len(sequences):
@@ -177,6 +207,60 @@ def run_prefix_reuse_kv(llm, token_lists):
     return logits, prefix + sum(len(t) - prefix for t in token_lists)
 
 
+def greedy_generate(llm, tokens, max_tokens):
+    """Evaluate `tokens`, then pick the most probable next token `max_tokens` times."""
+    llm.reset()
+    llm.eval(tokens)
+    out = []
+    for i in range(max_tokens):
+        out.append(int(np.argmax(last_logits(llm))))
+        if i + 1 < max_tokens:
+            llm.eval(out[-1:])
+    return out
+
+
+def generate_main(args, spec, token_lists, llm):
+    """Mode `generate`: seconds for max_tokens and for 1 token, alternating; one decode step."""
+    max_tokens = args.max_tokens or spec.get("max_tokens", 64)
+    prompt = token_lists[0]
+    greedy_generate(llm, prompt, max_tokens)  # warm-up
+    full, first = [], []
+    generated = []
+    for run in range(args.runs):
+        for n in ([max_tokens, 1] if run % 2 == 0 else [1, max_tokens]):
+            start = time.perf_counter()
+            tokens = greedy_generate(llm, prompt, n)
+            (full if n == max_tokens else first).append(time.perf_counter() - start)
+            if n == max_tokens:
+                generated = tokens
+    full_median, first_median = statistics.median(full), statistics.median(first)
+    step_s = (full_median - first_median) / (max_tokens - 1)
+    engine_tokens = spec.get("engine_greedy_tokens")
+    agree = None
+    if engine_tokens is not None:
+        agree = 0
+        for a, b in zip(generated, engine_tokens):
+            if a != b:
+                break
+            agree += 1
+    return {
+        "mode": "generate",
+        "runs": args.runs,
+        "prompt_tokens": len(prompt),
+        "max_tokens": max_tokens,
+        "seconds_median": full_median,
+        "seconds_all": full,
+        "prefill_and_first_token_median_s": first_median,
+        "prefill_and_first_token_all_s": first,
+        "decode_step_ms": step_s * 1e3,
+        "decode_tokens_per_s": 1.0 / step_s if step_s > 0 else None,
+        "greedy_tokens": generated,
+        "leading_tokens_equal_to_engine": agree,
+        "engine_tokens": len(engine_tokens) if engine_tokens is not None else None,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
 RUNNERS = {
     "single": run_single,
     "scratch-all": run_scratch_all,
@@ -207,14 +291,17 @@ def max_diff_vs_scratch(llm, token_lists, logits):
 
 def child_main(args):
     """Measure one mode in this process and print its result as JSON on stdout."""
-    spec = json.loads(args.prompts.read_text())
+    spec = json.loads(prompts_for(args, args.child_mode).read_text())
     model_path = model_path_for(args, spec)
     token_lists = tokenize_variants(model_path, spec["variants"])
-    if args.child_mode == "single":
+    if args.child_mode in ("single", "generate"):
         token_lists = token_lists[:1]
     rss_before_load = peak_rss_mib()
     llm = load_model(model_path, args.n_ctx, args)
     rss_after_load = peak_rss_mib()
+    if args.child_mode == "generate":
+        print(json.dumps(generate_main(args, spec, token_lists, llm)))
+        return
 
     seconds, (logits, evaluated) = time_runs(
         RUNNERS[args.child_mode], llm, token_lists, args.runs
@@ -242,6 +329,11 @@ def child_main(args):
     print(json.dumps(result))
 
 
+def prompts_for(args, mode):
+    """The input file of `mode`: the generation prompt for `generate`, else --prompts."""
+    return GENERATE_PROMPT if mode == "generate" else args.prompts
+
+
 def run_child(args, mode, n_ctx):
     """Run one mode in a fresh interpreter and return its parsed result."""
     command = [
@@ -251,6 +343,7 @@ def run_child(args, mode, n_ctx):
         "--n-ctx", str(n_ctx),
         "--prompts", str(args.prompts),
         "--runs", str(args.runs),
+        "--max-tokens", str(args.max_tokens or 0),
         "--threads", str(args.threads),
         "--n-batch", str(args.n_batch),
     ]
@@ -269,15 +362,28 @@ def print_summary(report):
         f"threads={report['n_threads']}, n_batch={report['n_batch']}, "
         f"median of {report['runs']} runs after 1 warm-up"
     )
+    cpu = report["cpu"]
+    print(f"cpu: {cpu['name']} ({' '.join(cpu['features']) or 'no listed SIMD features'})")
     print(f"variants={report['variants']}, tokens per variant={report['variant_tokens']}")
     header = f"{'mode':<16} {'median s':>9} {'prompt tok':>10} {'eval tok':>9} {'prompt tok/s':>13} {'peak RSS MiB':>13}"
     print(header)
     print("-" * len(header))
     for r in report["results"]:
+        if r["mode"] == "generate":
+            continue
         print(
             f"{r['mode']:<16} {r['seconds_median']:>9.4f} {r['prompt_tokens']:>10} "
             f"{r['tokens_evaluated']:>9} {r['prompt_tokens_per_s']:>13.1f} {r['peak_rss_mib']:>13.1f}"
         )
+    for r in report["results"]:
+        if r["mode"] == "generate":
+            print(
+                f"generate: {r['prompt_tokens']} prompt tokens + {r['max_tokens']} greedy tokens "
+                f"{r['seconds_median']:.3f} s, prefill + first token "
+                f"{r['prefill_and_first_token_median_s']:.3f} s, decode step "
+                f"{r['decode_step_ms']:.2f} ms ({r['decode_tokens_per_s']:.1f} tokens/s); "
+                f"first {r['leading_tokens_equal_to_engine']} tokens equal the engine's"
+            )
     for r in report["results"]:
         if "max_abs_logit_diff_vs_scratch" in r:
             print(
@@ -292,13 +398,13 @@ def parent_main(args):
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         sys.exit(f"unknown mode(s): {unknown}; choose from {MODES}")
-    spec = json.loads(args.prompts.read_text())
-    model_path = model_path_for(args, spec)
-    token_lists = tokenize_variants(model_path, spec["variants"])
-    n_ctx = max(256, -(-(max(len(t) for t in token_lists) + 1) // 256) * 256)
-
     results = []
     for mode in modes:
+        spec = json.loads(prompts_for(args, mode).read_text())
+        model_path = model_path_for(args, spec)
+        token_lists = tokenize_variants(model_path, spec["variants"])
+        extra = (args.max_tokens or spec.get("max_tokens", 64)) if mode == "generate" else 1
+        n_ctx = max(256, -(-(max(len(t) for t in token_lists) + extra) // 256) * 256)
         print(f"running {mode} ...", file=sys.stderr, flush=True)
         results.append(run_child(args, mode, n_ctx))
 
@@ -307,6 +413,7 @@ def parent_main(args):
         "llama_cpp_version": llama_cpp.__version__,
         "python_version": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu_description(),
         "model": model_path.name,
         "n_threads": args.threads,
         "n_batch": args.n_batch,
