@@ -14,7 +14,8 @@
 //! Prints the CPU, its SIMD features and the load average (before and after). Run:
 //! `cargo bench --bench decode` (results: target/bench/decode.json). Env: BENCH_RUNS (5),
 //! BENCH_THREADS (2), BENCH_TOKENS (64), BENCH_SKIP_KERNEL=1, BENCH_SKIP_ENGINE=1,
-//! BENCH_CASES (engine cases, comma-separated: `single`, `audit9`; default both).
+//! BENCH_CASES (engine cases, comma-separated: `single`, `audit9`; default both), BENCH_MODEL
+//! (another GGUF file; default the default model).
 //!
 //! The engine part also writes `target/bench/generate_prompt.json` (the `single` prompt and
 //! the q8 greedy tokens) for `scripts/bench_llamacpp.py --modes generate`, llama.cpp's
@@ -139,7 +140,8 @@ fn generate(engine: &Engine, prompts: &[String], tokens: usize) -> (f64, Vec<Vec
 /// Writes the `single` case's prompt and its q8 greedy tokens where
 /// `scripts/bench_llamacpp.py --modes generate` reads them.
 fn write_generate_prompt(prompt: &str, max_tokens: usize, greedy: &[u32]) {
-    let model = std::path::Path::new(MODEL).file_name().unwrap();
+    let path = model_path();
+    let model = std::path::Path::new(&path).file_name().unwrap();
     let spec = json!({
         "model": model.to_string_lossy(),
         "variants": [{"id": "reasoning-neutral", "text": prompt}],
@@ -196,7 +198,7 @@ fn main() {
     if std::env::var("BENCH_SKIP_ENGINE").is_err() {
         let open = |f: PackedFormat| {
             Engine::open(
-                MODEL,
+                &model_path(),
                 &EngineOptions {
                     threads,
                     packed_format: Some(f),
@@ -276,7 +278,7 @@ fn main() {
         }
         report.insert(
             "engine".into(),
-            json!({"model": MODEL, "max_tokens": tokens, "cases": cases,
+            json!({"model": model_path(), "max_tokens": tokens, "cases": cases,
                    "kernel": engines[0].kernel_path().map(|k| k.to_string())}),
         );
     }

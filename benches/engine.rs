@@ -9,7 +9,8 @@
 //! Run: `cargo bench --bench engine` (results: target/bench/engine.json; the prompts go to
 //! target/bench/prompts.json for scripts/bench_llamacpp.py). Options via env: BENCH_RUNS (5),
 //! BENCH_THREADS (2), BENCH_PATHS (kernel paths to compare, e.g. `avx2,portable`; default all
-//! supported, `none` skips the comparison), BENCH_ONLY_PATHS=1 (only the kernel-path comparison).
+//! supported, `none` skips the comparison), BENCH_ONLY_PATHS=1 (only the kernel-path comparison),
+//! BENCH_MODEL (another GGUF file, e.g. the model in another type; default the default model).
 
 use debias_guard::adapter::PeftConfig;
 use debias_guard::model::kernels::KernelPath;
@@ -84,7 +85,7 @@ fn adapter_overhead(
     let dir = std::path::Path::new("target/bench/merged-adapter");
     adapter.save(dir).expect("save adapter");
     let merged = Engine::open(
-        MODEL,
+        &model_path(),
         &EngineOptions {
             threads,
             merge_adapter: Some(dir.to_path_buf()),
@@ -127,7 +128,7 @@ fn kernel_paths(
         .iter()
         .map(|&kernel| {
             let engine = Engine::open(
-                MODEL,
+                &model_path(),
                 &EngineOptions {
                     threads,
                     kernel: Some(kernel),
@@ -174,7 +175,7 @@ fn main() {
     let runs = env_usize("BENCH_RUNS", 5);
     let threads = env_usize("BENCH_THREADS", 2);
     let engine = Engine::open(
-        MODEL,
+        &model_path(),
         &EngineOptions {
             threads,
             ..Default::default()
@@ -206,7 +207,7 @@ fn main() {
         .map(|p| engine.tokenize(&p.text).expect("tokenize").len())
         .collect();
     std::fs::create_dir_all("target/bench").expect("mkdir");
-    let model_name = std::path::Path::new(MODEL)
+    let model_name = std::path::Path::new(&model_path())
         .file_name()
         .unwrap()
         .to_string_lossy()

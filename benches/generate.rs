@@ -68,7 +68,7 @@ fn main() {
     let threads = env_usize("BENCH_THREADS", 2);
     let tokens = env_usize("BENCH_TOKENS", 64);
     let engine = Engine::open(
-        MODEL,
+        &model_path(),
         &EngineOptions {
             threads,
             ..EngineOptions::default()
@@ -165,7 +165,7 @@ fn main() {
         "pairs4_speedup": ratio(pairs.map(|m| m.0), pairs.map(|m| m.1)),
     });
     let out = json!({
-        "model": MODEL, "threads": threads, "runs": runs, "max_tokens": tokens,
+        "model": model_path(), "threads": threads, "runs": runs, "max_tokens": tokens,
         "prompt_tokens": prompt_tokens, "kernel": engine.kernel_path().map(|k| k.to_string()),
         "batched_tokens_equal_serial": same_tokens, "cases": results, "summary": summary,
     });

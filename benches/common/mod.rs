@@ -7,6 +7,12 @@ use debias_guard::{ProbeCatalog, SplitSelection};
 
 /// The default model every real-model bench runs on.
 pub const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The model file the engine benches open: `$BENCH_MODEL` (e.g. the same model in another GGUF
+/// type, for the comparison with llama.cpp per file type), else [`MODEL`].
+pub fn model_path() -> String {
+    std::env::var("BENCH_MODEL").unwrap_or_else(|_| MODEL.to_string())
+}
 /// The transcript every real-model bench scores.
 pub const TRANSCRIPT: &str = "assets/transcripts/fractions_discussion.txt";
 
