@@ -44,7 +44,7 @@ fn setup(dir: &std::path::Path) -> EvalOptions {
         },
         threads: 2,
         out_dir: dir.join("out"),
-        reuse: None,
+        reuse: Vec::new(),
         progress: false,
     }
 }
@@ -175,16 +175,35 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     // Reusing the first report takes its conditions as they are (same seconds included).
     let reused = eval::run(&EvalOptions {
         out_dir: dir.join("out3"),
-        reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
+        reuse: vec![opts.out_dir.join(eval::REPORT_JSON)],
         ..opts.clone()
     })
     .expect("eval reusing");
     assert_eq!(reused.conditions, report.conditions);
+    // Several reports combine, each condition taken from the first report that has it.
+    let base_only = eval::run(&EvalOptions {
+        out_dir: dir.join("out6"),
+        mitigation: false,
+        ..opts.clone()
+    })
+    .expect("eval of the base alone");
+    let combined = eval::run(&EvalOptions {
+        out_dir: dir.join("out7"),
+        reuse: vec![
+            dir.join("out6").join(eval::REPORT_JSON),
+            opts.out_dir.join(eval::REPORT_JSON),
+        ],
+        ..opts.clone()
+    })
+    .expect("eval combining two reports");
+    assert_eq!(combined.conditions.len(), 2);
+    assert_eq!(combined.conditions[0], base_only.conditions[0]);
+    assert_eq!(combined.conditions[1], report.conditions[1]);
     // A report of a different evaluation is refused.
     let other = eval::run(&EvalOptions {
         out_dir: dir.join("out4"),
         limit: Some(2),
-        reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
+        reuse: vec![opts.out_dir.join(eval::REPORT_JSON)],
         ..opts.clone()
     });
     assert!(matches!(other, Err(Error::File { .. })), "{other:?}");
@@ -195,7 +214,7 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     std::fs::write(&v1, old.to_string()).unwrap();
     let refused = eval::run(&EvalOptions {
         out_dir: dir.join("out5"),
-        reuse: Some(v1),
+        reuse: vec![v1],
         ..opts
     });
     match refused {
@@ -268,7 +287,7 @@ fn reasoned_subset_is_a_separate_section() {
     // Reuse takes both sections when the subset matches.
     let reused = eval::run(&EvalOptions {
         out_dir: dir.join("again"),
-        reuse: Some(opts.out_dir.join(eval::REPORT_JSON)),
+        reuse: vec![opts.out_dir.join(eval::REPORT_JSON)],
         ..opts.clone()
     })
     .expect("reuse");

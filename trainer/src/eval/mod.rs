@@ -131,10 +131,10 @@ pub struct EvalOptions {
     pub threads: usize,
     /// Directory for `eval.json`, `eval.md` and `bias.svg`/`bias.png` (created if missing).
     pub out_dir: PathBuf,
-    /// An earlier `eval.json` (schema 2) of the same model, test records and probes: conditions
-    /// found there (same name and kind) are taken from it instead of being measured again, in
-    /// each mode.
-    pub reuse: Option<PathBuf>,
+    /// Earlier `eval.json` files (schema 2) of the same model, test records and probes:
+    /// conditions found there (same name and kind; the first file that has one wins) are taken
+    /// from them instead of being measured again, in each mode.
+    pub reuse: Vec<PathBuf>,
     /// Show a progress bar (drawn only on a terminal).
     pub progress: bool,
 }
@@ -182,9 +182,10 @@ pub struct EvalArgs {
     /// Output directory (eval.json, eval.md, bias.svg, bias.png).
     #[arg(long)]
     pub out: PathBuf,
-    /// Earlier eval.json (same model, test records and probes) whose conditions are reused.
+    /// Earlier eval.json (same model, test records and probes) whose conditions are reused
+    /// (repeatable: e.g. the reports of adapters evaluated in parallel, combined into one).
     #[arg(long)]
-    pub reuse: Option<PathBuf>,
+    pub reuse: Vec<PathBuf>,
 }
 
 impl From<EvalArgs> for EvalOptions {
@@ -318,30 +319,31 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     let infos = probe_infos(&probes);
     let subset = opts.reasoned_subset.min(prepared.len());
     let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
-    let earlier = match &opts.reuse {
-        Some(path) => Some(reusable_report(
-            path,
-            &opts.model,
-            &opts.test,
-            &ids,
-            &infos,
-        )?),
-        None => None,
-    };
+    let earlier = opts
+        .reuse
+        .iter()
+        .map(|path| reusable_report(path, &opts.model, &opts.test, &ids, &infos))
+        .collect::<Result<Vec<_>>>()?;
     let reasoned_probes: Vec<Probe> = probes
         .iter()
         .filter(|p| opts.reasoned_probes.includes(p))
         .cloned()
         .collect();
     let reasoned_infos = probe_infos(&reasoned_probes);
-    let earlier_reasoned = earlier
-        .as_ref()
-        .and_then(|e| e.reasoned.as_ref())
+    let earlier_direct: Vec<ConditionResult> = earlier
+        .iter()
+        .flat_map(|e| e.conditions.iter().cloned())
+        .collect();
+    let earlier_reasoned: Vec<ConditionResult> = earlier
+        .iter()
+        .filter_map(|e| e.reasoned.as_ref())
         .filter(|r| {
             r.examples == subset
                 && r.max_reasoning_tokens == opts.max_reasoning_tokens
                 && r.probes_or(&infos) == reasoned_infos.as_slice()
-        });
+        })
+        .flat_map(|r| r.conditions.iter().cloned())
+        .collect();
 
     let load = Instant::now();
     let engine_options = EngineOptions {
@@ -382,29 +384,22 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         (conditions.len() * (prepared.len() + subset)) as u64,
         "{spinner} {msg:>24} [{bar:30}] {pos}/{len} measurements {elapsed} (eta {eta})",
     );
-    let results = measure_conditions(
-        &conditions,
-        earlier.as_ref().map(|e| e.conditions.as_slice()),
-        &prepared,
-        &bar,
-        "",
-        |c, p| {
-            measure_example(
-                &engines[c.engine],
-                &builder,
-                &p.transcript,
-                p.item,
-                &probes,
-                c.mitigate,
-            )
-        },
-    )?;
+    let results = measure_conditions(&conditions, &earlier_direct, &prepared, &bar, "", |c, p| {
+        measure_example(
+            &engines[c.engine],
+            &builder,
+            &p.transcript,
+            p.item,
+            &probes,
+            c.mitigate,
+        )
+    })?;
     let mut reasoned = None;
     if subset > 0 {
         let t = Instant::now();
         let measured = measure_conditions(
             &conditions,
-            earlier_reasoned.map(|r| r.conditions.as_slice()),
+            &earlier_reasoned,
             &prepared[..subset],
             &bar,
             " (reasoned)",
@@ -453,10 +448,10 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
 }
 
 /// Measures every condition on `records` with `measure`, or takes it from `earlier` (same name
-/// and kind); `suffix` labels the progress bar.
+/// and kind, the first match); `suffix` labels the progress bar.
 fn measure_conditions(
     conditions: &[Condition],
-    earlier: Option<&[ConditionResult]>,
+    earlier: &[ConditionResult],
     records: &[Prepared<'_>],
     bar: &indicatif::ProgressBar,
     suffix: &str,
@@ -464,8 +459,9 @@ fn measure_conditions(
 ) -> Result<Vec<ConditionResult>> {
     let mut out = Vec::with_capacity(conditions.len());
     for c in conditions {
-        let done =
-            earlier.and_then(|l| l.iter().find(|e| e.name == c.name && e.condition == c.kind));
+        let done = earlier
+            .iter()
+            .find(|e| e.name == c.name && e.condition == c.kind);
         if let Some(done) = done {
             out.push(done.clone());
             bar.inc(records.len() as u64);
