@@ -33,16 +33,16 @@ audit: model build
 	$(BIN) audit --model $(MODEL) --adapter $(ADAPTER) --compare-base --transcript $(TRANSCRIPT) \
 	    --json target/audit/report.json --html target/audit/report.html
 
-## Retrain the shipped adapter from scratch (CPU; about an hour on 2 cores; not part of `audit`).
+## Retrain the shipped adapter from scratch (CPU; about half an hour on 2 cores; not part of `audit`).
 train-adapter: model
 	$(CARGO) build --release --locked -p debias-guard-trainer
 	$(TRAINER) synth --out target/adapter/data --seed 7 --transcripts 120 --test-fraction 0.25
 	head -n 240 target/adapter/data/train.jsonl > target/adapter/data/fit.jsonl
-	tail -n 30 target/adapter/data/train.jsonl | head -n 12 > target/adapter/data/validation.jsonl
-	$(TRAINER) train --model $(MODEL) --objective consistency --examples target/adapter/data/fit.jsonl \
-	    --max-pairs 84 --validation target/adapter/data/validation.jsonl --out target/adapter/run \
-	    --grad-accum 4 --epochs 1 --lr 2e-4 --validate-every 3 --patience 3 --checkpoint-every 3 --seed 1 \
-	    --validation-contexts-per-category 1 --validation-controls 1 --validation-seed 1
+	tail -n 24 target/adapter/data/train.jsonl > target/adapter/data/validation.jsonl
+	$(TRAINER) train --model $(MODEL) --objective consistency --consistency-weight 5 \
+	    --examples target/adapter/data/fit.jsonl --max-pairs 120 \
+	    --validation target/adapter/data/validation.jsonl --out target/adapter/run \
+	    --grad-accum 4 --epochs 1 --lr 2e-4 --validate-every 5 --patience 3 --checkpoint-every 5 --seed 1
 	$(TRAINER) export --model $(MODEL) --checkpoint target/adapter/run/adapter --dtype f16 --out target/adapter/f16
 
 ## Formatting and lints (warnings are errors).
