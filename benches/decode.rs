@@ -198,7 +198,7 @@ fn main() {
     if std::env::var("BENCH_SKIP_ENGINE").is_err() {
         let open = |f: PackedFormat| {
             Engine::open(
-                &model_path(),
+                model_path(),
                 &EngineOptions {
                     threads,
                     packed_format: Some(f),

@@ -85,7 +85,7 @@ fn adapter_overhead(
     let dir = std::path::Path::new("target/bench/merged-adapter");
     adapter.save(dir).expect("save adapter");
     let merged = Engine::open(
-        &model_path(),
+        model_path(),
         &EngineOptions {
             threads,
             merge_adapter: Some(dir.to_path_buf()),
@@ -128,7 +128,7 @@ fn kernel_paths(
         .iter()
         .map(|&kernel| {
             let engine = Engine::open(
-                &model_path(),
+                model_path(),
                 &EngineOptions {
                     threads,
                     kernel: Some(kernel),
@@ -175,7 +175,7 @@ fn main() {
     let runs = env_usize("BENCH_RUNS", 5);
     let threads = env_usize("BENCH_THREADS", 2);
     let engine = Engine::open(
-        &model_path(),
+        model_path(),
         &EngineOptions {
             threads,
             ..Default::default()

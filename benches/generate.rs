@@ -68,7 +68,7 @@ fn main() {
     let threads = env_usize("BENCH_THREADS", 2);
     let tokens = env_usize("BENCH_TOKENS", 64);
     let engine = Engine::open(
-        &model_path(),
+        model_path(),
         &EngineOptions {
             threads,
             ..EngineOptions::default()
