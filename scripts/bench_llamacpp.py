@@ -106,7 +106,7 @@ def cpu_description():
             name = value.strip()
         elif key.strip() in ("flags", "Features") and not flags:
             flags = set(value.split())
-    wanted = ["avx512f", "avx512vnni", "avx_vnni", "avx2", "fma", "asimd", "asimddp", "sve"]
+    wanted = ["avx512f", "avx512_vnni", "avx_vnni", "avx2", "fma", "asimd", "asimddp", "sve"]
     return {"name": name, "features": [f for f in wanted if f in flags]}
 
 
