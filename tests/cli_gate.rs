@@ -69,6 +69,25 @@ fn code(out: &Output) -> i32 {
     out.status.code().expect("exited")
 }
 
+/// `audit` of [`ITEM`] on the held-out wordings, the JSON report written to `json`.
+fn audit_heldout(model: &Path, transcript: &Path, json: &Path) -> Output {
+    run(&[
+        "audit",
+        "--model",
+        s(model),
+        "--transcript",
+        s(transcript),
+        "--items",
+        ITEM,
+        "--split",
+        "heldout",
+        "--threads",
+        "1",
+        "--json",
+        s(json),
+    ])
+}
+
 fn check_args<'a>(model: &'a Path, transcript: &'a Path, context: &'a str) -> Vec<&'a str> {
     vec![
         "check",
@@ -481,21 +500,7 @@ fn the_check_reads_its_floor_from_a_saved_audit() {
     assert!(d.abs() < 1e-5, "{d}");
     // The default floor is the `heldout` controls': the floor of an audit of that split.
     let heldout_path = out_dir.join("heldout.json");
-    let out = run(&[
-        "audit",
-        "--model",
-        s(&m),
-        "--transcript",
-        s(&t),
-        "--items",
-        ITEM,
-        "--split",
-        "heldout",
-        "--threads",
-        "1",
-        "--json",
-        s(&heldout_path),
-    ]);
+    let out = audit_heldout(&m, &t, &heldout_path);
     assert_eq!(code(&out), 0, "{:?}", text(&out));
     let heldout =
         AuditReport::from_json(&std::fs::read_to_string(&heldout_path).unwrap(), "h").unwrap();
@@ -602,21 +607,7 @@ fn a_redacted_report_leaves_the_transcript_out_and_renders() {
     );
     // Without --redact-transcript the transcript is there.
     let plain = out_dir.join("plain.json");
-    let out = run(&[
-        "audit",
-        "--model",
-        s(&m),
-        "--transcript",
-        s(&t),
-        "--items",
-        ITEM,
-        "--split",
-        "heldout",
-        "--threads",
-        "1",
-        "--json",
-        s(&plain),
-    ]);
+    let out = audit_heldout(&m, &t, &plain);
     assert_eq!(code(&out), 0);
     assert!(std::fs::read_to_string(&plain).unwrap().contains(secret));
 }
