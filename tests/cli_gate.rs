@@ -69,9 +69,9 @@ fn code(out: &Output) -> i32 {
     out.status.code().expect("exited")
 }
 
-/// `audit` of [`ITEM`] on the held-out wordings, the JSON report written to `json`.
-fn audit_heldout(model: &Path, transcript: &Path, json: &Path) -> Output {
-    run(&[
+/// `audit` of [`ITEM`] on the held-out wordings with one thread, then `extra` arguments.
+fn audit_heldout(model: &Path, transcript: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "audit",
         "--model",
         s(model),
@@ -83,9 +83,9 @@ fn audit_heldout(model: &Path, transcript: &Path, json: &Path) -> Output {
         "heldout",
         "--threads",
         "1",
-        "--json",
-        s(json),
-    ])
+    ];
+    args.extend(extra);
+    run(&args)
 }
 
 fn check_args<'a>(model: &'a Path, transcript: &'a Path, context: &'a str) -> Vec<&'a str> {
@@ -125,24 +125,11 @@ fn exit_statuses_are_distinct() {
     assert_eq!(code(&out), 0, "{:?}", text(&out));
     assert!(text(&out).0.contains("YES"), "{:?}", text(&out));
     // 3 from audit too.
-    let out = run(&[
-        "audit",
-        "--model",
-        s(&m),
-        "--transcript",
-        s(&t),
-        "--items",
-        ITEM,
-        "--split",
-        "heldout",
-        "--threads",
-        "1",
-        "--abs-threshold",
-        "0",
-        "--k",
-        "0",
-        "--fail-on-flag",
-    ]);
+    let out = audit_heldout(
+        &m,
+        &t,
+        &["--abs-threshold", "0", "--k", "0", "--fail-on-flag"],
+    );
     assert_eq!(code(&out), 3, "{:?}", text(&out));
     // 1: an error (missing transcript).
     let out = run(&check_args(&m, Path::new("no-such-transcript.txt"), ctx));
@@ -221,21 +208,7 @@ fn json_goes_to_stdout_and_the_table_to_stderr() {
     assert!(stderr.contains("threshold"), "{stderr}");
 
     // audit --json -: the report on stdout, parseable by the library.
-    let out = run(&[
-        "audit",
-        "--model",
-        s(&m),
-        "--transcript",
-        s(&t),
-        "--items",
-        ITEM,
-        "--split",
-        "heldout",
-        "--threads",
-        "1",
-        "--json",
-        "-",
-    ]);
+    let out = audit_heldout(&m, &t, &["--json", "-"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(code(&out), 0, "{stdout}\n{stderr}");
     AuditReport::from_json(&stdout, "stdout").expect("stdout is a report");
@@ -500,7 +473,7 @@ fn the_check_reads_its_floor_from_a_saved_audit() {
     assert!(d.abs() < 1e-5, "{d}");
     // The default floor is the `heldout` controls': the floor of an audit of that split.
     let heldout_path = out_dir.join("heldout.json");
-    let out = audit_heldout(&m, &t, &heldout_path);
+    let out = audit_heldout(&m, &t, &["--json", s(&heldout_path)]);
     assert_eq!(code(&out), 0, "{:?}", text(&out));
     let heldout =
         AuditReport::from_json(&std::fs::read_to_string(&heldout_path).unwrap(), "h").unwrap();
@@ -535,28 +508,21 @@ fn a_redacted_report_leaves_the_transcript_out_and_renders() {
     let (m, t) = (model(), transcript_file());
     let out_dir = dir("redacted");
     let (json, html) = (out_dir.join("r.json"), out_dir.join("r.html"));
-    let out = run(&[
-        "audit",
-        "--model",
-        s(&m),
-        "--transcript",
-        s(&t),
-        "--items",
-        ITEM,
-        "--split",
-        "heldout",
-        "--threads",
-        "1",
-        "--abs-threshold",
-        "0",
-        "--k",
-        "0",
-        "--redact-transcript",
-        "--json",
-        s(&json),
-        "--html",
-        s(&html),
-    ]);
+    let out = audit_heldout(
+        &m,
+        &t,
+        &[
+            "--abs-threshold",
+            "0",
+            "--k",
+            "0",
+            "--redact-transcript",
+            "--json",
+            s(&json),
+            "--html",
+            s(&html),
+        ],
+    );
     assert_eq!(code(&out), 0, "{:?}", text(&out));
     let secret = "Seven times seven is forty-nine";
     let text_json = std::fs::read_to_string(&json).unwrap();
@@ -607,7 +573,7 @@ fn a_redacted_report_leaves_the_transcript_out_and_renders() {
     );
     // Without --redact-transcript the transcript is there.
     let plain = out_dir.join("plain.json");
-    let out = audit_heldout(&m, &t, &plain);
+    let out = audit_heldout(&m, &t, &["--json", s(&plain)]);
     assert_eq!(code(&out), 0);
     assert!(std::fs::read_to_string(&plain).unwrap().contains(secret));
 }

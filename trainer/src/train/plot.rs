@@ -219,15 +219,7 @@ mod tests {
             assert!(bytes.len() > 500, "{}", f.display());
         }
         let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-        let texts: Vec<&str> = svg
-            .split("<text")
-            .skip(1)
-            .filter_map(|t| {
-                t.split_once('>')
-                    .and_then(|(_, rest)| rest.split_once("</text>"))
-            })
-            .map(|(text, _)| text.trim())
-            .collect();
+        let texts = svg_texts(&svg);
         for expected in ["Loss", "optimiser step", "dpo"] {
             assert!(
                 texts.contains(&expected),
@@ -238,6 +230,19 @@ mod tests {
         // A single point and an empty run still draw.
         write_training_plots(&dir, &metrics[..1]).unwrap();
         write_training_plots(&dir, &[]).unwrap();
+    }
+
+    /// The contents of every `<text>` element of an SVG file, trimmed (plotters writes each
+    /// on its own line).
+    fn svg_texts(svg: &str) -> Vec<&str> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                t.split_once('>')
+                    .and_then(|(_, rest)| rest.split_once("</text>"))
+            })
+            .map(|(inner, _)| inner.trim())
+            .collect()
     }
 
     fn small_chart(with_text: bool) -> Chart {
@@ -299,15 +304,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let [svg, _] = write_chart(&dir, &small_chart(true)).unwrap();
         let svg = std::fs::read_to_string(svg).unwrap();
-        let texts: Vec<&str> = svg
-            .split("<text")
-            .skip(1)
-            .filter_map(|t| {
-                t.split_once('>')
-                    .and_then(|(_, rest)| rest.split_once("</text>"))
-            })
-            .map(|(inner, _)| inner.trim())
-            .collect();
+        let texts = svg_texts(&svg);
         for want in ["A small chart", "the curve", "optimiser step", "value"] {
             assert!(texts.contains(&want), "{want} missing in {texts:?}");
         }
