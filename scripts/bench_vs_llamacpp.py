@@ -103,6 +103,7 @@ def llama(mode, runs, out, model=None):
 
 
 def main():
+    """Run the comparisons, print each result and write target/bench/vs_llamacpp.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per arm and round")
