@@ -8,9 +8,10 @@
 
 use crate::error::{Error, Result};
 use crate::formats::chat::{
-    budgeted_environment, output_limit, render_bounded, ChatMessage, RenderFailure,
+    budgeted_environment, guard_template, output_limit, render_bounded, ChatMessage, RenderFailure,
     DEFAULT_BUDGET_CONTEXT,
 };
+use crate::formats::template_guard::{ContextShapes, Shape};
 use crate::rubric::RubricItem;
 use minijinja::value::Serde;
 use minijinja::{context, Environment};
@@ -200,15 +201,20 @@ impl Default for PromptBuilder {
 impl PromptBuilder {
     /// Compiles a layout; a template syntax error is reported with its line.
     pub fn new(layout: PromptLayout) -> Result<Self> {
-        let mut env = budgeted_environment();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         // Building only fails for conflicting delimiters; these are the defaults.
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .keep_trailing_newline(true)
-                .build()
-                .unwrap_or_default(),
-        );
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .unwrap_or_default();
+        let context = ContextShapes::new([("item", Shape::Bounded)]);
+        guard_template(
+            &layout.user_template,
+            syntax.clone(),
+            &context,
+            &format!("prompt layout {USER_TEMPLATE}"),
+        )?;
+        let mut env = budgeted_environment();
+        env.set_syntax(syntax);
         env.add_template_owned("user", layout.user_template.clone())
             .map_err(|e| Error::Config {
                 what: "prompt layout",

@@ -7,6 +7,8 @@
 //! runs out of memory) and an output size of [`BYTES_PER_CONTEXT_TOKEN`] × the model's context
 //! length; past either it is [`Error::TemplateBudget`], never a hang or an unbounded allocation.
 
+use super::template_fuel;
+use super::template_guard::{self, ContextShapes, Shape};
 use crate::error::{Error, Result};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
@@ -39,11 +41,32 @@ pub const MAX_JSON_INDENT: usize = 16;
 
 /// An environment with the render budget's fuel set and the built-in `tojson` replaced by
 /// [`bounded_tojson`].
+/// Printing, `string`, `join` and Python-style methods charge their input's text first
+/// ([`template_fuel`](super::template_fuel)).
 pub(crate) fn budgeted_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.add_filter("tojson", bounded_tojson);
+    env.add_filter("string", template_fuel::charged_string);
+    env.add_filter("join", template_fuel::charged_join);
+    env.set_formatter(template_fuel::charged_formatter);
+    env.set_unknown_method_callback(template_fuel::charged_method);
     env
+}
+
+/// Runs the [static check](template_guard) on a template about to be compiled.
+pub(crate) fn guard_template(
+    source: &str,
+    syntax: SyntaxConfig,
+    context: &ContextShapes,
+    origin: &str,
+) -> Result<()> {
+    template_guard::check_template(source, syntax, context).map_err(|refusal| {
+        Error::TemplateBudget {
+            template: origin.to_string(),
+            reason: refusal.to_string(),
+        }
+    })
 }
 
 /// minijinja's `tojson` with its indent bounded by [`MAX_JSON_INDENT`] and its output charged
@@ -72,6 +95,7 @@ fn bounded_tojson(
             ));
         }
     }
+    template_fuel::charge_text_of(state, value)?;
     let json = minijinja::filters::tojson(value, indent, kwargs)?;
     let bytes = json.as_str().map_or(0, str::len) as u64;
     state.consume_fuel(bytes / 64)?;
@@ -199,13 +223,20 @@ impl ChatTemplate {
                 source.len()
             )));
         }
+        let context = ContextShapes::new([("messages", Shape::Bounded)]);
+        guard_template(&source, trimmed_syntax(), &context, "chat template")?;
         let mut env = budgeted_environment();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_syntax(trimmed_syntax());
         env.add_function(
             "raise_exception",
-            |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            |state: &minijinja::State,
+             msg: Value|
+             -> std::result::Result<String, minijinja::Error> {
+                template_fuel::charge_text_of(state, &msg)?;
+                Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    msg.to_string(),
+                ))
             },
         );
         env.add_template_owned("chat", source.clone())

@@ -3,6 +3,7 @@
 //! - [`gguf`]: bounds-checked GGUF parsing (and `ModelConfig::from_gguf`), the GGUF writer;
 //! - [`hf`]: Hugging Face model directories (`config.json`, safetensors, `tokenizer.json`);
 //! - [`tokenizer`], [`chat`]: text ↔ tokens and the chat template, from the model's own files;
+//!   [`template_guard`] and `template_fuel` bound what a template from a file can cost;
 //! - [`TensorSource`]: what the decoder loads from, a GGUF file or an HF directory alike;
 //! - [`weights`]: any model as dense f32 in Hugging Face names and layout;
 //! - [`adapter`]: PEFT LoRA adapters (config, files, validation against a base, merging);
@@ -19,6 +20,8 @@ pub mod finite;
 pub mod gguf;
 pub mod hf;
 mod source;
+mod template_fuel;
+pub mod template_guard;
 pub mod tokenizer;
 pub mod weights;
 
