@@ -186,3 +186,26 @@ fn prompt_layouts_get_the_same_check() {
     // The default layout (a map of levels, printed item by item) passes.
     PromptBuilder::new(PromptLayout::default()).unwrap();
 }
+
+#[test]
+fn chains_too_deep_to_compile_are_refused_before_parsing() {
+    // 60,000 links overflowed the stack in minijinja's compiler and aborted the process;
+    // each of these is refused by counting tokens, whatever the operator.
+    for (head, link) in [("x", " + x"), ("x", " ~ x"), ("x", "|trim"), ("x", ".a")] {
+        let source = format!("{{{{ {head}{} }}}}", link.repeat(60_000));
+        assert_refused_before_compiling(&source, "tokens");
+    }
+    let elifs = format!(
+        "{{% if x %}}a{}{{% endif %}}",
+        "{% elif x %}a".repeat(70_000)
+    );
+    assert_refused_before_compiling(&elifs, "`elif` branches");
+    // Chains of a few hundred links, and many short `elif`s, still compile and render.
+    let long_sum = format!("{{{{ 0{} }}}}", " + 1".repeat(400));
+    assert_eq!(outcome(&long_sum).0.unwrap(), "400");
+    let many_elifs = format!(
+        "{{% if messages|length == 0 %}}none{}{{% else %}}{{{{ messages|length }}}}{{% endif %}}",
+        "{% elif messages|length == 99 %}x".repeat(500)
+    );
+    assert_eq!(outcome(&many_elifs).0.unwrap(), "2");
+}

@@ -11,7 +11,9 @@
 //!   whole before charging it.
 //!
 //! No hook of the environment reaches these operators, so templates are checked before they
-//! compile. Every expression gets a [`Shape`]: never a container, a container whose text is
+//! compile. First [`check_structure`] caps how deep the syntax tree can nest (minijinja's
+//! compiler recurses once per link of a chain such as `a + b + …`, and a long one overflows
+//! the stack). Every expression gets a [`Shape`]: never a container, a container whose text is
 //! bounded by the render's input and the template's own size, or a container the template built
 //! from references (unbounded). A template is refused when
 //! 1. a list join, repeat, `chain` or `zip` runs in a loop, a loop filter or a macro, or the
@@ -26,7 +28,7 @@
 //! strings, not lists) pass, and a refusal names the line and the rule.
 
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
-use minijinja::machinery::parse;
+use minijinja::machinery::{parse, tokenize, Token};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::ValueKind;
 use std::collections::{HashMap, HashSet};
@@ -160,19 +162,93 @@ const LOOP_SCALARS: &[&str] = &[
 /// Python-style string methods that return lists (of parts of a charged string).
 const SPLITTING_METHODS: &[&str] = &["split", "splitlines", "rsplit", "partition", "rpartition"];
 
-/// Checks `source` (parsed with `syntax`) against the rules of the module documentation.
-/// A source that does not parse passes: compiling it reports the syntax error.
+/// Most tokens inside one `{{ … }}` or `{% … %}` tag (chat templates use a few dozen).
+pub const MAX_TAG_TOKENS: usize = 1_000;
+
+/// Most `elif` branches of one `if` (chat templates use a handful).
+pub const MAX_ELIF_BRANCHES: usize = 1_000;
+
+/// Checks `source` (parsed with `syntax`) against the rules of the module documentation, after
+/// [`check_structure`]. A source that does not parse passes: compiling it reports the error.
 pub fn check_template(
     source: &str,
     syntax: SyntaxConfig,
     context: &ContextShapes,
 ) -> Result<(), Refusal> {
+    check_structure(source, syntax.clone())?;
     let Ok(root) = parse(source, "template", syntax) else {
         return Ok(());
     };
     let mut checker = Checker::new(context);
     checker.infer_bindings(&root);
     checker.check_stmt(&root, false)?;
+    Ok(())
+}
+
+/// Bounds the depth of the syntax tree before anything parses it. minijinja's parser builds
+/// chains (`a + b + …`, `x|f|f…`, `x.a.a…`, `elif` after `elif`) in a loop, one level per
+/// link, and its compiler, constant folding and destructor then recurse once per level: a
+/// 240 KB template of 60,000 `+ x` overflows the stack and aborts the host process, and
+/// 30,000 take 11 s (folding is quadratic in the depth). Counting tokens with minijinja's own
+/// lexer (a loop) caps every chain at [`MAX_TAG_TOKENS`] links and `elif` runs at
+/// [`MAX_ELIF_BRANCHES`]; nested blocks and brackets are already capped by the parser.
+pub fn check_structure(source: &str, syntax: SyntaxConfig) -> Result<(), Refusal> {
+    let mut in_tag: Option<(usize, usize)> = None; // (tokens so far, first line)
+    let mut after_block_start = false;
+    let mut elifs: Vec<usize> = Vec::new();
+    for token in tokenize(source, false, syntax) {
+        // A lexer error is reported by the compiler.
+        let Ok((token, span)) = token else {
+            return Ok(());
+        };
+        let line = usize::from(span.start_line);
+        match token {
+            Token::VariableStart | Token::BlockStart => {
+                in_tag = Some((0, line));
+                after_block_start = matches!(token, Token::BlockStart);
+                continue;
+            }
+            Token::VariableEnd | Token::BlockEnd => {
+                in_tag = None;
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((count, first_line)) = in_tag.as_mut() {
+            *count += 1;
+            if *count > MAX_TAG_TOKENS {
+                return Err(Refusal {
+                    line: *first_line,
+                    reason: format!(
+                        "a tag of more than {MAX_TAG_TOKENS} tokens (expressions this long nest \
+                         deeper than the template engine can compile safely)"
+                    ),
+                });
+            }
+        }
+        if std::mem::take(&mut after_block_start) {
+            match token {
+                Token::Ident("if") => elifs.push(0),
+                Token::Ident("endif") => {
+                    elifs.pop();
+                }
+                Token::Ident("elif") => {
+                    if let Some(n) = elifs.last_mut() {
+                        *n += 1;
+                        if *n > MAX_ELIF_BRANCHES {
+                            return Err(Refusal {
+                                line,
+                                reason: format!(
+                                    "an `if` with more than {MAX_ELIF_BRANCHES} `elif` branches"
+                                ),
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 
@@ -791,9 +867,14 @@ fn is_constant(expr: &Expr<'_>) -> bool {
     }
 }
 
-/// A list or tuple literal: its length is fixed by the source.
+/// A list or tuple literal (or one the parser folded to a constant): its length is fixed by
+/// the source.
 fn is_literal(expr: &Expr<'_>) -> bool {
-    matches!(expr, Expr::List(_) | Expr::Tuple(_))
+    match expr {
+        Expr::List(_) | Expr::Tuple(_) => true,
+        Expr::Const(c) => c.value.kind() == ValueKind::Seq,
+        _ => false,
+    }
 }
 
 /// A `namespace(…)` call.
