@@ -3,9 +3,11 @@
 //!
 //! Templates come from files users bring, so every render (here and in the prompt layout) runs
 //! under a budget: [`TEMPLATE_FUEL`] minijinja fuel (instructions and data: minijinja 3 charges
-//! every string or list a template builds, so `s ~ s` in a loop runs out of fuel before it
+//! every string a template builds and its output, so `s ~ s` in a loop runs out of fuel before it
 //! runs out of memory) and an output size of [`BYTES_PER_CONTEXT_TOKEN`] × the model's context
 //! length; past either it is [`Error::TemplateBudget`], never a hang or an unbounded allocation.
+//! What fuel does not see (list joins, text of shared lists, chains too deep to compile) is
+//! refused before compiling by [`template_guard`](super::template_guard).
 
 use super::template_fuel;
 use super::template_guard::{self, ContextShapes, Shape};
@@ -40,9 +42,8 @@ pub fn output_limit(context_length: usize) -> usize {
 pub const MAX_JSON_INDENT: usize = 16;
 
 /// An environment with the render budget's fuel set and the built-in `tojson` replaced by
-/// [`bounded_tojson`].
-/// Printing, `string`, `join` and Python-style methods charge their input's text first
-/// ([`template_fuel`](super::template_fuel)).
+/// [`bounded_tojson`]; printing, `string`, `join` and Python-style methods charge their
+/// input's text first ([`template_fuel`](super::template_fuel)).
 pub(crate) fn budgeted_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_fuel(Some(TEMPLATE_FUEL));
