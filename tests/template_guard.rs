@@ -209,3 +209,35 @@ fn chains_too_deep_to_compile_are_refused_before_parsing() {
     );
     assert_eq!(outcome(&many_elifs).0.unwrap(), "2");
 }
+
+#[test]
+fn the_check_is_linear_in_the_template() {
+    // Near the 1 MiB template limit: tags at the token cap (long chains) and a chain of names
+    // bound to each other in reverse order (one link per round of inference). Each must be
+    // checked in well under the per-input time the fuzzer allows (10 s), not in time squared.
+    let tag = format!("{{{{ x{} }}}}", " + x".repeat(490));
+    let chains = tag.repeat((1 << 20) / tag.len() - 1);
+    let start = Instant::now();
+    let result = ChatTemplate::new(Some(&chains), "", "");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    result.unwrap();
+    let names: String = (0..40_000)
+        .map(|i| format!("{{% set a{i} = a{} %}}", i + 1))
+        .chain(std::iter::once(
+            "{% set a40000 = [1] %}{{ a0 + a0 }}".to_string(),
+        ))
+        .collect();
+    let start = Instant::now();
+    let err = ChatTemplate::new(Some(&names), "", "");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // `a0` is a list (through the whole chain): one join outside loops is allowed.
+    err.unwrap();
+}

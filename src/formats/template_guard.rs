@@ -31,6 +31,7 @@ use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::{parse, tokenize, Token};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::ValueKind;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 /// Largest factor by which list joins, repeats, `chain` and `zip` may multiply a template's
@@ -168,6 +169,9 @@ pub const MAX_TAG_TOKENS: usize = 1_000;
 /// Most `elif` branches of one `if` (chat templates use a handful).
 pub const MAX_ELIF_BRANCHES: usize = 1_000;
 
+/// Rounds of binding inference before every bound name is taken as unbounded.
+const MAX_BINDING_ROUNDS: usize = 16;
+
 /// Checks `source` (parsed with `syntax`) against the rules of the module documentation, after
 /// [`check_structure`]. A source that does not parse passes: compiling it reports the error.
 pub fn check_template(
@@ -264,6 +268,7 @@ struct Checker<'c> {
     macros: HashSet<String>,
     growth: u64,
     changed: bool,
+    memo: RefCell<HashMap<usize, Shape>>,
 }
 
 impl<'c> Checker<'c> {
@@ -277,22 +282,31 @@ impl<'c> Checker<'c> {
             macros: HashSet::new(),
             growth: 1,
             changed: false,
+            memo: RefCell::new(HashMap::new()),
         }
     }
 
     /// Binds every assignment's shape to its names until nothing changes (shapes only rise,
     /// so this ends after at most three rounds per name).
     fn infer_bindings(&mut self, root: &Stmt<'_>) {
-        loop {
+        for _ in 0..MAX_BINDING_ROUNDS {
             self.changed = false;
+            self.memo.borrow_mut().clear();
             self.bind_stmt(root);
             if !self.changed {
                 break;
             }
         }
+        if self.changed {
+            // Still rising (a long chain of names bound to each other): take the top shape
+            // for every bound name rather than iterating once per link.
+            self.vars.values_mut().for_each(|s| *s = Shape::Unbounded);
+            self.attrs.values_mut().for_each(|s| *s = Shape::Unbounded);
+        }
         for name in &self.not_namespaces {
             self.namespaces.remove(name);
         }
+        self.memo.borrow_mut().clear();
     }
 
     fn bind_var(&mut self, name: &str, shape: Shape) {
@@ -438,7 +452,19 @@ impl<'c> Checker<'c> {
     }
 
     /// The shape of an expression's value.
+    /// Memoised per node (keyed by address) while the bindings stay the same, so checking a
+    /// long chain costs its length, not its length squared.
     fn shape(&self, expr: &Expr<'_>) -> Shape {
+        let key = expr as *const Expr<'_> as usize;
+        if let Some(&shape) = self.memo.borrow().get(&key) {
+            return shape;
+        }
+        let shape = self.shape_uncached(expr);
+        self.memo.borrow_mut().insert(key, shape);
+        shape
+    }
+
+    fn shape_uncached(&self, expr: &Expr<'_>) -> Shape {
         match expr {
             Expr::Var(v) => self.var_shape(v.id),
             Expr::Const(c) => match c.value.kind() {
