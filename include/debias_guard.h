@@ -251,8 +251,9 @@ enum dg_status {
      */
     DG_STATUS_ADAPTER_INVALID = 14,
     /** \brief
-     *  A chat template or prompt layout ran past its instruction or output-size budget (the
-     *  message names the template).
+     *  A chat template or prompt layout ran past its instruction or output-size budget, or was
+     *  refused before compiling (list growth or text it cannot bound, nesting too deep); or an
+     *  input is past a documented work limit. The message names the template or the limit.
      */
     DG_STATUS_RESOURCE_LIMIT = 15,
     /** \brief

@@ -121,7 +121,8 @@ pub enum Error {
         /// The feature (`use_dora`, `modules_to_save`, …).
         feature: String,
     },
-    /// A template render ran past its instruction (fuel) or output-size budget.
+    /// A template render ran past its instruction (fuel) or output-size budget, or the template
+    /// was refused before compiling (`formats::template_guard`).
     #[error("{template}: {reason}")]
     TemplateBudget {
         /// The template's source (model file and key, or `prompt layout user_template`).

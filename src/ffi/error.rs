@@ -48,8 +48,9 @@ pub enum dg_status {
     /// A LoRA adapter is malformed, does not fit the base model, or is not loaded under that
     /// name.
     AdapterInvalid = 14,
-    /// A chat template or prompt layout ran past its instruction or output-size budget (the
-    /// message names the template).
+    /// A chat template or prompt layout ran past its instruction or output-size budget, or was
+    /// refused before compiling (list growth or text it cannot bound, nesting too deep); or an
+    /// input is past a documented work limit. The message names the template or the limit.
     ResourceLimit = 15,
     /// The model computed NaN or infinity where a probability was expected: its weights or
     /// adapter are not sound. No score is returned.
@@ -127,7 +128,7 @@ impl dg_status {
             Self::Backend => c"the tensor backend failed",
             Self::Panic => c"internal error: the library panicked",
             Self::AdapterInvalid => c"the adapter is invalid or does not fit the base model",
-            Self::ResourceLimit => c"a template ran past its instruction or output-size budget",
+            Self::ResourceLimit => c"a template or input is past a budget or work limit",
             Self::NonFinite => c"the model computed NaN or infinity instead of a probability",
             Self::Cancelled => c"cancelled by the caller",
         }
