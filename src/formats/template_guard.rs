@@ -1,6 +1,6 @@
 //! A static check of template sources for the costs minijinja's fuel does not see.
 //!
-//! minijinja 3.1 charges fuel for instructions, strings and output, but not for three things a
+//! minijinja 3.1 charges fuel for instructions, strings and output, but not for two things a
 //! hostile template can use to hang or exhaust the host before any fuel runs out:
 //! - **list joins**: `a + b` on two lists stays lazy and free; once 32 joins are nested it copies
 //!   the whole list without fuel, so `l = l + l` in a loop (or 33 times in a row) materialises
@@ -24,8 +24,9 @@
 //!    (`string`, `join`, `tojson`, printing and Python-style methods stay allowed: the
 //!    environment charges their input in full before they run).
 //!
-//! Operands the check cannot type count as containers, so real chat templates (which join
-//! strings, not lists) pass, and a refusal names the line and the rule.
+//! Operands the check cannot type count as containers; real chat templates still pass, since
+//! they join strings (with a literal or a token on one side), not lists. A refusal names the
+//! line and the rule.
 
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::{parse, tokenize, Token};
