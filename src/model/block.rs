@@ -1,6 +1,7 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
 use super::kernels::{KernelPath, PackedFormat, PackedLinear};
+use super::kv::LayerCache;
 use super::lora::{LayerLora, LoraPair};
 use super::rope::Rope;
 use crate::arch::{ModelConfig, Projection};
@@ -137,7 +138,7 @@ impl Block {
     pub fn forward(
         &self,
         x: &Tensor,
-        kv: &mut Option<(Tensor, Tensor)>,
+        kv: &mut Option<LayerCache>,
         ctx: &ChunkContext<'_>,
         lora: Option<&LayerLora>,
     ) -> Result<Tensor> {
@@ -161,7 +162,7 @@ impl Block {
     fn attention(
         &self,
         x: &Tensor,
-        kv: &mut Option<(Tensor, Tensor)>,
+        kv: &mut Option<LayerCache>,
         ctx: &ChunkContext<'_>,
         lora: Option<&LayerLora>,
     ) -> Result<Tensor> {
@@ -178,11 +179,7 @@ impl Block {
         let v = heads(self.attn_v.forward(x, path(Projection::V))?, n_kv)?;
         let q = ctx.rope.apply(&q, ctx.cos, ctx.sin)?;
         let k = ctx.rope.apply(&k, ctx.cos, ctx.sin)?;
-        let (k, v) = match kv.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        *kv = Some((k.clone(), v.clone()));
+        let (k, v) = LayerCache::append(kv, &k, &v)?;
         // Query heads that share a kv head are stacked along the row axis, so one matmul per kv
         // head serves the whole group without repeating keys and values in memory.
         // Scaling the queries costs len × hd multiplications instead of len × context.
