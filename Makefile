@@ -13,7 +13,7 @@ include mk/ffi.mk
 # Fuzzing (optional, nightly + cargo-fuzz; not part of `make test`).
 include mk/fuzz.mk
 
-.PHONY: all model build audit train-adapter test lint unit bench bench-trainer fixtures clean trainer-gpu-check
+.PHONY: all model build audit train-adapter train-faithful test lint unit bench bench-trainer fixtures clean trainer-gpu-check
 
 all: build
 
@@ -44,6 +44,22 @@ train-adapter: model
 	    --validation target/adapter/data/validation.jsonl --out target/adapter/run \
 	    --grad-accum 4 --epochs 1 --lr 2e-4 --validate-every 5 --patience 3 --checkpoint-every 5 --seed 1
 	$(TRAINER) export --model $(MODEL) --checkpoint target/adapter/run/adapter --dtype f16 --out target/adapter/f16
+
+## The faithful Debiasing-DPO run (issue 11's comparison row, not the shipped adapter): 1,000 pairs
+## of the model's own reasoning (200 training records x 5 contexts), then DPO + 0.1 SFT with EOS,
+## 32 pairs per step, one epoch, validation every 4 steps. Hours on two cores; the pairs and the
+## training resume where they stopped (add RESUME=--resume after an interruption of `train`).
+train-faithful: model
+	$(CARGO) build --release --locked -p debias-guard-trainer
+	$(TRAINER) synth --out target/adapter/data --seed 7 --transcripts 120 --test-fraction 0.25
+	head -n 240 target/adapter/data/train.jsonl > target/adapter/data/fit.jsonl
+	tail -n 24 target/adapter/data/train.jsonl > target/adapter/data/validation.jsonl
+	mkdir -p target/faithful
+	$(TRAINER) pairs --model $(MODEL) --input target/adapter/data/fit.jsonl \
+	    --output target/faithful/pairs.jsonl --contexts-per-example 5 --limit 200 --seed 1
+	$(TRAINER) train --model $(MODEL) --objective debias --pairs target/faithful/pairs.jsonl \
+	    --validation target/adapter/data/validation.jsonl --validate-every 4 --patience 3 \
+	    --out target/faithful/run --epochs 1 --lr 1e-4 --checkpoint-every 2 --seed 1 $(RESUME)
 
 ## Formatting and lints (warnings are errors).
 lint:
