@@ -452,9 +452,8 @@ impl<'c> Checker<'c> {
             && !self.not_namespaces.contains(v.id))
     }
 
-    /// The shape of an expression's value.
-    /// Memoised per node (keyed by address) while the bindings stay the same, so checking a
-    /// long chain costs its length, not its length squared.
+    /// The shape of an expression's value, memoised per node (keyed by address) while the
+    /// bindings stay the same, so checking a long chain costs its length, not its square.
     fn shape(&self, expr: &Expr<'_>) -> Shape {
         let key = expr as *const Expr<'_> as usize;
         if let Some(&shape) = self.memo.borrow().get(&key) {
@@ -519,15 +518,9 @@ impl<'c> Checker<'c> {
                 self.shape(&g.expr)
             }
             Expr::Call(c) => self.call_shape(c),
-            Expr::List(l) => literal_shape(&l.items),
-            Expr::Tuple(t) => literal_shape(&t.items),
-            Expr::Map(m) => {
-                if m.keys.iter().chain(&m.values).all(is_constant) {
-                    Shape::Bounded
-                } else {
-                    Shape::Unbounded
-                }
-            }
+            // A literal of constants is bounded by the source; one of references is not.
+            Expr::List(_) | Expr::Tuple(_) | Expr::Map(_) if is_constant(expr) => Shape::Bounded,
+            Expr::List(_) | Expr::Tuple(_) | Expr::Map(_) => Shape::Unbounded,
         }
     }
 
@@ -716,13 +709,6 @@ impl<'c> Checker<'c> {
 
     fn check_expr(&mut self, expr: &Expr<'_>, repeated: bool) -> Result<(), Refusal> {
         let line = expr.span().start_line;
-        let text_of_unbounded = |what: &str| Refusal {
-            line: usize::from(line),
-            reason: format!(
-                "{what} turns a list or map built from references into text, which can be \
-                 exponentially long; print it with `{{{{ … }}}}` or `|tojson` instead"
-            ),
-        };
         match expr {
             Expr::Var(_) | Expr::Const(_) => Ok(()),
             Expr::Slice(s) => {
@@ -739,7 +725,7 @@ impl<'c> Checker<'c> {
                 let (l, r) = (self.shape(&b.left), self.shape(&b.right));
                 match b.op {
                     BinOpKind::Concat if l == Shape::Unbounded || r == Shape::Unbounded => {
-                        Err(text_of_unbounded("`~`"))
+                        Err(text_of_unbounded(line, "`~`"))
                     }
                     // Appending a literal (`acc + [item]`) adds a fixed number of items per
                     // run, which fuel bounds; joining two lists of any size can double one.
@@ -833,10 +819,9 @@ impl<'c> Checker<'c> {
             reason,
         };
         match f.name {
-            name if TEXT_FILTERS.contains(&name) && any_unbounded => Err(refuse(format!(
-                "`{name}` turns a list or map built from references into text, which can be \
-                 exponentially long; print it with `{{{{ … }}}}` or `|tojson` instead"
-            ))),
+            name if TEXT_FILTERS.contains(&name) && any_unbounded => {
+                Err(text_of_unbounded(line, &format!("`{name}`")))
+            }
             "map" if input == Shape::Unbounded => match f.args.first() {
                 Some(CallArg::Kwarg(..)) | None => Ok(()),
                 Some(CallArg::Pos(Expr::Const(c)))
@@ -874,12 +859,14 @@ impl<'c> Checker<'c> {
     }
 }
 
-/// A list or tuple literal: bounded when every item is a constant, else built from references.
-fn literal_shape(items: &[Expr<'_>]) -> Shape {
-    if items.iter().all(is_constant) {
-        Shape::Bounded
-    } else {
-        Shape::Unbounded
+/// The refusal of `what` (an operator or filter) turning an unbounded container into text.
+fn text_of_unbounded(line: u16, what: &str) -> Refusal {
+    Refusal {
+        line: usize::from(line),
+        reason: format!(
+            "{what} turns a list or map built from references into text, which can be \
+             exponentially long; print it with `{{{{ … }}}}` or `|tojson` instead"
+        ),
     }
 }
 

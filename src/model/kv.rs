@@ -48,8 +48,9 @@ impl LayerCache {
                 }
             }
             Some(cache) => cache.grown_with(&k, &v)?,
+            // A first chunk gets no spare room: a prompt that is only scored never pays for it.
             None => Self {
-                buffers: Arc::new((with_headroom(&k, 0)?, with_headroom(&v, 0)?)),
+                buffers: Arc::new((k, v)),
                 len: new,
             },
         };
@@ -79,13 +80,9 @@ impl LayerCache {
     }
 }
 
-/// `t` (`[1, n_kv, len, head_dim]`) followed by zeroed spare positions: none for a first
-/// chunk (`held == 0`: a prompt that is only scored never pays for room it does not use),
-/// else a quarter of `held` or [`MIN_HEADROOM`], whichever is more.
+/// `t` (`[1, n_kv, len, head_dim]`) followed by zeroed spare positions: a quarter of `held`
+/// or [`MIN_HEADROOM`], whichever is more.
 fn with_headroom(t: &Tensor, held: usize) -> Result<Tensor> {
-    if held == 0 {
-        return Ok(t.clone());
-    }
     let (b, h, _, d) = t.dims4()?;
     let spare = (held / 4).max(MIN_HEADROOM);
     Tensor::cat(
