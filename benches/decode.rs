@@ -1,21 +1,23 @@
-//! Decode with f32 against 8-bit packed weights (`PackedFormat::F32` vs `Q8`), side by side.
+//! Decode with f32, 8-bit and 4-bit packed weights (`PackedFormat::F32`, `Q8`, `Q4`), side by
+//! side.
 //!
 //! 1. Kernel: one projection of each of the decoder's shapes for `m` = 1 to 512 rows (decode
-//!    steps of one or several branches, tree batches, prefill chunks), f32 panels then 8-bit
-//!    panels (Q4_1-style values, which the 8-bit grid holds), alternating, medians of
-//!    BENCH_RUNS timed batches (µs per call). Up to `Q8_ROWS_MAX` rows the 8-bit panels are
-//!    read directly; above, blocks are dequantized into the f32 kernel.
-//! 2. Engine: the default model opened twice (f32 and q8 panels), greedy generation of
-//!    BENCH_TOKENS (64) tokens after the reasoning prompt of one transcript (`single`, one
-//!    `Engine::generate`) and after 9 variants (`audit9`, one lock-step `generate_many`), and
-//!    the same with 1 token (prefill and first token only); the two engines alternate run by
-//!    run. Decode time per step = (t(64) − t(1)) / 63.
+//!    steps of one or several branches, tree batches, prefill chunks) in each format (Q4_1-style
+//!    values, which the 8- and 4-bit grids hold), formats rotating run by run, medians of
+//!    BENCH_RUNS timed batches (µs per call). Up to `Q8_ROWS_MAX` rows the 8- and 4-bit panels
+//!    are read directly; above, blocks are dequantized into the f32 kernel.
+//! 2. Engine: the default model opened once per format, greedy generation of BENCH_TOKENS (64)
+//!    tokens after the reasoning prompt of one transcript (`single`, one `Engine::generate`)
+//!    and after 9 variants (`audit9`, one lock-step `generate_many`), and the same with 1 token
+//!    (prefill and first token only); the engines rotate run by run. Decode time per step =
+//!    (t(64) − t(1)) / 63.
 //!
 //! Prints the CPU, its SIMD features and the load average (before and after). Run:
 //! `cargo bench --bench decode` (results: target/bench/decode.json). Env: BENCH_RUNS (5),
 //! BENCH_THREADS (2), BENCH_TOKENS (64), BENCH_SKIP_KERNEL=1, BENCH_SKIP_ENGINE=1,
-//! BENCH_CASES (engine cases, comma-separated: `single`, `audit9`; default both), BENCH_MODEL
-//! (another GGUF file; default the default model).
+//! BENCH_CASES (engine cases, comma-separated: `single`, `audit9`; default both), BENCH_FORMATS
+//! (comma-separated, default `f32,q8,q4`), BENCH_MODEL (another GGUF file; default the default
+//! model).
 //!
 //! The engine part also writes `target/bench/generate_prompt.json` (the `single` prompt and
 //! the q8 greedy tokens) for `scripts/bench_llamacpp.py --modes generate`, llama.cpp's
@@ -79,27 +81,42 @@ fn cpu() -> (String, Vec<&'static str>) {
     (name, features)
 }
 
+/// The formats to compare (BENCH_FORMATS, default all), widest first.
+fn formats() -> Vec<PackedFormat> {
+    match std::env::var("BENCH_FORMATS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|f| f.parse().expect("BENCH_FORMATS: f32, q8 or q4"))
+            .collect(),
+        _ => PackedFormat::ALL.to_vec(),
+    }
+}
+
 /// Median µs per call of each format's `forward` for `m` rows of one shape.
-fn kernel_case(path: KernelPath, n: usize, k: usize, m: usize, runs: usize) -> (f64, f64) {
+fn kernel_case(
+    path: KernelPath,
+    formats: &[PackedFormat],
+    (n, k, m): (usize, usize, usize),
+    runs: usize,
+) -> Vec<f64> {
     let w = q4_1_like(values(n * k, (n + k) as u64));
     let x = values(m * k, m as u64);
-    let lins: Vec<PackedLinear> = [PackedFormat::F32, PackedFormat::Q8]
-        .into_iter()
-        .map(|f| PackedLinear::pack_as(&w, n, k, path, f).expect("supported path"))
+    let lins: Vec<PackedLinear> = formats
+        .iter()
+        .map(|&f| PackedLinear::pack_as(&w, n, k, path, f).expect("supported path"))
         .collect();
-    assert_eq!(
-        lins[1].format(),
-        PackedFormat::Q8,
-        "values off the 8-bit grid"
-    );
+    for (lin, &f) in lins.iter().zip(formats) {
+        assert_eq!(lin.format(), f, "values off the grid");
+    }
     let mut out = vec![0.0; m * n];
-    // Calls per batch: about 20 ms of the f32 kernel.
+    // Calls per batch: about 20 ms of the first format's kernel.
     let t = Instant::now();
     lins[0].forward(&x, m, &mut out);
     let iters = ((0.02 / t.elapsed().as_secs_f64().max(1e-7)) as usize).clamp(3, 20_000);
-    let mut times = [Vec::new(), Vec::new()];
+    let mut times = vec![Vec::new(); lins.len()];
     for run in 0..runs {
-        for i in [run % 2, 1 - run % 2] {
+        for j in 0..lins.len() {
+            let i = (run + j) % lins.len();
             let t = Instant::now();
             for _ in 0..iters {
                 lins[i].forward(&x, m, &mut out);
@@ -107,8 +124,7 @@ fn kernel_case(path: KernelPath, n: usize, k: usize, m: usize, runs: usize) -> (
             times[i].push(t.elapsed().as_secs_f64() / iters as f64 * 1e6);
         }
     }
-    let [f, q] = times;
-    (median(f), median(q))
+    times.into_iter().map(median).collect()
 }
 
 /// Seconds of one greedy generation of `tokens` tokens after `prompts` (one `generate` for a
@@ -166,6 +182,8 @@ fn main() {
     println!("load average: {load_before}");
     let mut report = serde_json::Map::new();
 
+    let formats = formats();
+    let names: Vec<&str> = formats.iter().map(|f| f.name()).collect();
     if std::env::var("BENCH_SKIP_KERNEL").is_err() {
         let path = KernelPath::auto().unwrap_or(KernelPath::Portable);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -173,20 +191,32 @@ fn main() {
             .build()
             .expect("pool");
         let mut rows = Vec::new();
-        println!("kernel {path}, {threads} threads: µs per call, f32 vs q8 panels");
+        println!(
+            "kernel {path}, {threads} threads: µs per call ({})",
+            names.join(", ")
+        );
         for (n, k) in NK {
             for m in [1, 4, 9, 12, 16, 32, 64, 128, 129, 512] {
-                let (f, q) = pool.install(|| kernel_case(path, n, k, m, runs));
+                let us = pool.install(|| kernel_case(path, &formats, (n, k, m), runs));
+                let cells: Vec<String> = names
+                    .iter()
+                    .zip(&us)
+                    .map(|(f, t)| format!("{f} {t:>8.1}"))
+                    .collect();
                 println!(
-                    "{n:>5}x{k:<5} m={m:>2}: f32 {f:>8.1}  q8 {q:>8.1}  f32/q8 {:.2}{}",
-                    f / q,
+                    "{n:>5}x{k:<5} m={m:>3}: {}{}",
+                    cells.join("  "),
                     if m > Q8_ROWS_MAX {
-                        " (q8 dequantized)"
+                        " (dequantized)"
                     } else {
                         ""
                     }
                 );
-                rows.push(json!({"n": n, "k": k, "m": m, "f32_us": f, "q8_us": q}));
+                let mut row = json!({"n": n, "k": k, "m": m});
+                for (f, t) in names.iter().zip(&us) {
+                    row[format!("{f}_us")] = json!(t);
+                }
+                rows.push(row);
             }
         }
         report.insert(
@@ -207,7 +237,7 @@ fn main() {
             )
             .expect("open the default model (make model)")
         };
-        let engines = [open(PackedFormat::F32), open(PackedFormat::Q8)];
+        let engines: Vec<Engine> = formats.iter().map(|&f| open(f)).collect();
         let builder = PromptBuilder::default();
         let transcript =
             Transcript::new(&std::fs::read_to_string(TRANSCRIPT).expect("transcript")).unwrap();
@@ -233,47 +263,55 @@ fn main() {
         };
         let mut cases = serde_json::Map::new();
         let all_cases = [("single", &prompts[..1]), ("audit9", &prompts[..])];
+        let e = engines.len();
         for (name, set) in all_cases.into_iter().filter(|c| wanted(c.0)) {
             // [format][tokens: full, 1] → seconds per run.
-            let mut times = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
-            let mut outputs: [Vec<Vec<u32>>; 2] = [Vec::new(), Vec::new()];
+            let mut times = vec![[Vec::new(), Vec::new()]; e];
+            let mut outputs: Vec<Vec<Vec<u32>>> = vec![Vec::new(); e];
             for run in 0..runs {
-                for i in [run % 2, 1 - run % 2] {
+                for j in 0..e {
+                    let i = (run + j) % e;
                     let (secs, out) = generate(&engines[i], set, tokens);
                     times[i][0].push(secs);
                     outputs[i] = out;
                     times[i][1].push(generate(&engines[i], set, 1).0);
                 }
             }
-            let generated: usize = outputs[1].iter().map(Vec::len).sum();
             let med = |i: usize, j: usize| median(times[i][j].clone());
             let step_ms = |i: usize| (med(i, 0) - med(i, 1)) / (tokens - 1) as f64 * 1e3;
-            println!(
-                "{name}: {tokens} tokens f32 {:.2} s, q8 {:.2} s; prefill+1 f32 {:.2} s, q8 {:.2} s; \
-                 decode step f32 {:.1} ms, q8 {:.1} ms ({:.2}x); greedy tokens equal: {}",
-                med(0, 0),
-                med(1, 0),
-                med(0, 1),
-                med(1, 1),
-                step_ms(0),
-                step_ms(1),
-                step_ms(0) / step_ms(1),
-                outputs[0] == outputs[1]
-            );
-            cases.insert(
-                name.into(),
-                json!({
-                    "prompts": set.len(), "tokens_generated_q8": generated,
-                    "f32_median_s": med(0, 0), "q8_median_s": med(1, 0),
-                    "f32_prefill1_median_s": med(0, 1), "q8_prefill1_median_s": med(1, 1),
-                    "f32_step_ms": step_ms(0), "q8_step_ms": step_ms(1),
-                    "step_speedup": step_ms(0) / step_ms(1),
-                    "greedy_tokens_equal": outputs[0] == outputs[1],
-                    "f32_runs_s": times[0][0], "q8_runs_s": times[1][0],
-                }),
-            );
+            let mut case = json!({"prompts": set.len()});
+            let mut line = Vec::new();
+            for (i, f) in names.iter().enumerate() {
+                // Greedy tokens equal to the first format's, and how many lead before the first
+                // difference (summed over prompts).
+                let agree: usize = outputs[i]
+                    .iter()
+                    .zip(&outputs[0])
+                    .map(|(a, b)| a.iter().zip(b).take_while(|(x, y)| x == y).count())
+                    .sum();
+                line.push(format!(
+                    "{f}: {:.2} s, prefill+1 {:.2} s, step {:.1} ms, tokens agreeing with {} {agree}",
+                    med(i, 0),
+                    med(i, 1),
+                    step_ms(i),
+                    names[0]
+                ));
+                case[*f] = json!({
+                    "median_s": med(i, 0), "prefill1_median_s": med(i, 1),
+                    "step_ms": step_ms(i), "runs_s": times[i][0],
+                    "tokens_generated": outputs[i].iter().map(Vec::len).sum::<usize>(),
+                    "leading_tokens_equal_to_first_format": agree,
+                    "greedy_tokens_equal_to_first_format": outputs[i] == outputs[0],
+                });
+            }
+            println!("{name} ({tokens} tokens): {}", line.join("; "));
+            cases.insert(name.into(), case);
             if name == "single" {
-                write_generate_prompt(&set[0], tokens, &outputs[1][0]);
+                let q8 = formats
+                    .iter()
+                    .position(|&f| f == PackedFormat::Q8)
+                    .unwrap_or(0);
+                write_generate_prompt(&set[0], tokens, &outputs[q8][0]);
             }
         }
         report.insert(
@@ -282,7 +320,6 @@ fn main() {
                    "kernel": engines[0].kernel_path().map(|k| k.to_string())}),
         );
     }
-
     let load_after = load_average();
     println!("load average after: {load_after}");
     let out = json!({

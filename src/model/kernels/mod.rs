@@ -20,10 +20,12 @@
 //!   prefetches the next block;
 //! - one row (`m == 1`) streams the weights once instead (a matrix-vector product).
 //!
-//! Weights are held in one of two [`PackedFormat`]s: f32 panels, or 8-bit panels (`q8/`: one
+//! Weights are held in one of three [`PackedFormat`]s: f32 panels; 8-bit panels (`q8/`: one
 //! byte per value plus a scale and minimum per 32 steps of `k`) that few-row products (decode,
 //! up to [`Q8_ROWS_MAX`] rows) read directly and larger ones dequantize a block of panels at a
-//! time into the f32 layout above, so no f32 copy of the weights is kept.
+//! time into the f32 layout above, so no f32 copy of the weights is kept; or 4-bit panels
+//! (`q4/`, the same two uses, direct up to [`Q4_ROWS_MAX`] rows) whose direct products round
+//! the activations to 8 bits and sum integer products, as llama.cpp does for its 4-bit types.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -33,6 +35,7 @@ mod format;
 mod pack;
 mod path;
 mod portable;
+mod q4;
 mod q8;
 
 pub use format::{PackedFormat, PACKED_ENV};
@@ -72,6 +75,14 @@ const GEMV_PANELS: usize = 32;
 /// rows); more rows dequantize blocks of panels into the f32 micro-kernel (measured:
 /// docs/BENCHMARKS.md).
 pub const Q8_ROWS_MAX: usize = 128;
+/// Most rows for which 4-bit weights are multiplied directly, with the rows rounded to 8 bits:
+/// decode steps of up to 16 lock-step branches. Larger products (prefill, the tails of a
+/// scoring pass) dequantize blocks into the f32 micro-kernel and stay exact.
+pub const Q4_ROWS_MAX: usize = 16;
+/// Panels per parallel task of a few-row product on 8- or 4-bit panels.
+const ROWS_PANELS: usize = 8;
+/// Below this many multiply-adds one thread computes a few-row product on 8- or 4-bit panels.
+const ROWS_PAR_MIN_MACS: usize = 1 << 18;
 
 /// One call of the micro-kernel: for every destination row `r` and `j < cols`,
 /// `c[r][col + j] (+)= Σ_p A[r][p] · B[p][j]`, where `a` holds `A` (`rows × kc`) packed by
@@ -164,6 +175,80 @@ impl Isa {
             Isa::Portable => q8::portable::rows(x, k, xsum, q, dm, out),
         }
     }
+
+    /// `out[r][j] += Σ_b d_j · dx_rb · Σ_s q_sj · qx_rs + m_j · dx_rb · Σ_s qx_rs` for one 4-bit panel
+    /// (levels `q`, scales `dm`, see `q4::Q4Panels`) and the `out.len()` rows of activations
+    /// rounded to 8 bits (`xq`, scales `xd`, rounded block sums `xsum`; `blocks` blocks each).
+    #[allow(clippy::too_many_arguments)]
+    fn q4_rows(
+        self,
+        xq: &[i8],
+        xd: &[f32],
+        xsum: &[f32],
+        blocks: usize,
+        q: &[u8],
+        dm: &[f32],
+        out: &mut [[f32; NR]],
+    ) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(isa) => isa.q4_rows(xq, xd, xsum, blocks, q, dm, out),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(isa) => isa.q4_rows(xq, xd, xsum, blocks, q, dm, out),
+            Isa::Portable => q4::portable::rows(xq, xd, xsum, blocks, q, dm, out),
+        }
+    }
+}
+
+/// Runs a few-row product (`m` rows, `out` `[m, n]` row-major, overwritten) panel by panel:
+/// `kernel(p, acc)` adds panel `p`'s 32 columns of every row into `acc` (`m` zeroed rows). The
+/// panels are cut into tasks on the current rayon pool (one task when the product is small or
+/// the pool has one thread), each owning its panels' columns of every row.
+fn panel_rows(
+    n: usize,
+    k: usize,
+    m: usize,
+    out: &mut [f32],
+    kernel: impl Fn(usize, &mut [[f32; NR]]) + Sync,
+) {
+    let panels = n.div_ceil(NR);
+    let threads = rayon::current_num_threads();
+    let tasks = if threads <= 1 || m * n * k < ROWS_PAR_MIN_MACS {
+        1
+    } else {
+        panels
+            .div_ceil(ROWS_PANELS)
+            .next_multiple_of(threads)
+            .min(panels)
+    };
+    let col = |t: usize| (part_start(t, panels, tasks) * NR).min(n);
+    let mut segs: Vec<Vec<&mut [f32]>> = (0..tasks).map(|_| Vec::with_capacity(m)).collect();
+    for line in out[..m * n].chunks_mut(n.max(1)) {
+        let mut rest = line;
+        for (t, seg) in segs.iter_mut().enumerate() {
+            let (mine, tail) = rest.split_at_mut(col(t + 1) - col(t));
+            seg.push(mine);
+            rest = tail;
+        }
+    }
+    let task = |(t, mut seg): (usize, Vec<&mut [f32]>)| {
+        let first = part_start(t, panels, tasks);
+        let mut acc = vec![[0f32; NR]; m];
+        for p in first..part_start(t + 1, panels, tasks) {
+            acc.iter_mut().for_each(|a| *a = [0.0; NR]);
+            kernel(p, &mut acc);
+            let c0 = (p - first) * NR;
+            for (row, a) in seg.iter_mut().zip(&acc) {
+                let cols = (row.len() - c0).min(NR);
+                row[c0..c0 + cols].copy_from_slice(&a[..cols]);
+            }
+        }
+    };
+    if tasks == 1 {
+        segs.into_iter().enumerate().for_each(task);
+    } else {
+        segs.into_par_iter().enumerate().for_each(task);
+    }
 }
 
 /// Length of a packed block of `mr` rows × `kc` steps of `k` (see `pack::pack_rows`).
@@ -191,6 +276,8 @@ enum Storage {
     F32(AlignedBuf),
     /// 8-bit panels (see `q8::Q8Panels`).
     Q8(q8::Q8Panels),
+    /// 4-bit panels (see `q4::Q4Panels`).
+    Q4(q4::Q4Panels),
 }
 
 /// A weight matrix `W` (`[n, k]`: `n` output features, `k` input features, row-major)
@@ -239,9 +326,10 @@ impl PackedLinear {
     }
 
     /// Packs `w` (`[n, k]`, row-major, finite values) in `format` for the micro-kernels of
-    /// `path`; `None` when the CPU cannot run `path`. 8-bit panels are made only when they hold
-    /// every value to f32 rounding (see [`PackedFormat::Q8`]); otherwise the weight is packed
-    /// as f32 ([`PackedLinear::format`] says which).
+    /// `path`; `None` when the CPU cannot run `path`. 8-bit (4-bit) panels are made only when
+    /// they hold every value to f32 rounding (see [`PackedFormat::Q8`], [`PackedFormat::Q4`]);
+    /// otherwise the weight is packed in the next wider format that does (4-bit → 8-bit → f32;
+    /// [`PackedLinear::format`] says which).
     pub fn pack_as(
         w: &[f32],
         n: usize,
@@ -250,16 +338,23 @@ impl PackedLinear {
         format: PackedFormat,
     ) -> Option<Self> {
         let isa = Isa::for_path(path)?;
-        let q8 = match format {
-            PackedFormat::Q8 => q8::Q8Panels::quantize(w, n, k),
-            PackedFormat::F32 => None,
+        let q4 = match format {
+            PackedFormat::Q4 => q4::Q4Panels::quantize(w, n, k).map(Storage::Q4),
+            PackedFormat::Q8 | PackedFormat::F32 => None,
         };
-        Some(match q8 {
-            Some(q) => Self {
+        let quantized = match (q4, format) {
+            (Some(q4), _) => Some(q4),
+            (None, PackedFormat::Q8 | PackedFormat::Q4) => {
+                q8::Q8Panels::quantize(w, n, k).map(Storage::Q8)
+            }
+            (None, PackedFormat::F32) => None,
+        };
+        Some(match quantized {
+            Some(storage) => Self {
                 n,
                 k,
                 k_blocks: k.div_ceil(KC).max(1),
-                storage: Storage::Q8(q),
+                storage,
                 isa,
             },
             None => Self::pack_with(w, n, k, isa),
@@ -295,6 +390,7 @@ impl PackedLinear {
         match self.storage {
             Storage::F32(_) => PackedFormat::F32,
             Storage::Q8(_) => PackedFormat::Q8,
+            Storage::Q4(_) => PackedFormat::Q4,
         }
     }
 
@@ -313,6 +409,7 @@ impl PackedLinear {
         );
         match &self.storage {
             Storage::Q8(q) => q.row(j, out),
+            Storage::Q4(q) => q.row(j, out),
             Storage::F32(_) => {
                 let (p, col) = (j / NR, j % NR);
                 for kb in 0..self.k_blocks {
@@ -331,6 +428,7 @@ impl PackedLinear {
         match &self.storage {
             Storage::F32(buf) => std::mem::size_of_val(buf.as_slice()),
             Storage::Q8(q) => q.bytes(),
+            Storage::Q4(q) => q.bytes(),
         }
     }
 
@@ -372,6 +470,7 @@ impl PackedLinear {
         match &self.storage {
             _ if k == 0 => out.fill(0.0),
             Storage::Q8(q) if m <= Q8_ROWS_MAX => q.rows(self.isa, x, m, out),
+            Storage::Q4(q) if m <= Q4_ROWS_MAX => q.rows(self.isa, x, m, out),
             Storage::F32(_) if m == 1 => self.gemv(x, out),
             _ => self.gemm(x, m, out),
         }
@@ -383,7 +482,7 @@ impl PackedLinear {
     }
 
     /// Panels `panels` of block `kb` of f32 panels: one slice, `kc × NR` values per panel
-    /// (empty for 8-bit panels, which [`PackedLinear::block_in`] dequantizes).
+    /// (empty for 8- and 4-bit panels, which [`PackedLinear::block_in`] dequantizes).
     fn block(&self, kb: usize, panels: Range<usize>) -> &[f32] {
         let Storage::F32(packed) = &self.storage else {
             return &[];
@@ -394,7 +493,8 @@ impl PackedLinear {
         &packed.as_slice()[base + panels.start * per..base + panels.end * per]
     }
 
-    /// [`PackedLinear::block`] in any format: 8-bit panels are dequantized into `scratch`.
+    /// [`PackedLinear::block`] in any format: 8- and 4-bit panels are dequantized into
+    /// `scratch`.
     fn block_in<'a>(
         &'a self,
         kb: usize,
@@ -403,13 +503,18 @@ impl PackedLinear {
     ) -> &'a [f32] {
         match &self.storage {
             Storage::F32(_) => self.block(kb, panels),
-            Storage::Q8(q) => {
+            Storage::Q8(_) | Storage::Q4(_) => {
                 let ks = self.k_range(kb);
                 let len = panels.len() * ks.len() * NR;
                 if scratch.len() < len {
                     scratch.resize(len, 0.0);
                 }
-                q.dequantize(self.isa, ks, panels, &mut scratch[..len]);
+                let dst = &mut scratch[..len];
+                match &self.storage {
+                    Storage::Q8(q) => q.dequantize(self.isa, ks, panels, dst),
+                    Storage::Q4(q) => q.dequantize(self.isa, ks, panels, dst),
+                    Storage::F32(_) => unreachable!("f32 panels are read in place"),
+                }
                 &scratch[..len]
             }
         }
@@ -451,7 +556,7 @@ impl PackedLinear {
         } else {
             let weight_cost = match self.storage {
                 Storage::F32(_) => F32_WEIGHT_COST,
-                Storage::Q8(_) => Q8_WEIGHT_COST,
+                Storage::Q8(_) | Storage::Q4(_) => Q8_WEIGHT_COST,
             };
             plan_grid(tiles, panels, self.k, threads, weight_cost)
         };

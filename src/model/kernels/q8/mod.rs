@@ -23,7 +23,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{part_start, Isa, NR};
+use super::{panel_rows, Isa, NR};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -33,10 +33,6 @@ pub(super) const BK: usize = 32;
 const BLOCK_BYTES: usize = BK * NR;
 /// Floats of scales per block of one panel: `NR` scales, then `NR` minimums.
 const BLOCK_SCALES: usize = 2 * NR;
-/// Panels per parallel task of [`Q8Panels::rows`].
-const ROWS_PANELS: usize = 8;
-/// Below this many multiply-adds one thread computes [`Q8Panels::rows`] alone.
-const PAR_MIN_MACS: usize = 1 << 18;
 
 /// A weight `[n, k]` in 8-bit blocks, panel after panel: panel `p`, block `b` holds bytes
 /// `q[s * NR + j]` for step `b * BK + s` and column `p * NR + j` (zero past `k` or `n`), and
@@ -227,54 +223,18 @@ impl Q8Panels {
     /// row-major, lengths checked by the caller), the weight bytes streamed once for all rows:
     /// tasks of a few panels each on the current rayon pool, every task running all rows.
     pub(super) fn rows(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
-        let (n, k, blocks) = (self.n, self.k, self.blocks);
+        let (n, k) = (self.n, self.k);
         let (x, out) = (&x[..m * k], &mut out[..m * n]);
         // Per row and block: the sum of the row's values (the minimums' weight).
         let xsum: Vec<f32> = x
             .chunks_exact(k)
             .flat_map(|row| row.chunks(BK).map(|c| c.iter().sum::<f32>()))
             .collect();
-        debug_assert_eq!(xsum.len(), m * blocks);
-        let panels = n.div_ceil(NR);
-        let threads = rayon::current_num_threads();
-        let tasks = if threads <= 1 || m * n * k < PAR_MIN_MACS {
-            1
-        } else {
-            panels
-                .div_ceil(ROWS_PANELS)
-                .next_multiple_of(threads)
-                .min(panels)
-        };
-        // Each task owns the columns of its panels in every row.
-        let col = |t: usize| (part_start(t, panels, tasks) * NR).min(n);
-        let mut segs: Vec<Vec<&mut [f32]>> = (0..tasks).map(|_| Vec::with_capacity(m)).collect();
-        for line in out.chunks_mut(n) {
-            let mut rest = line;
-            for (t, seg) in segs.iter_mut().enumerate() {
-                let (mine, tail) = rest.split_at_mut(col(t + 1) - col(t));
-                seg.push(mine);
-                rest = tail;
-            }
-        }
-        let run = |(t, mut seg): (usize, Vec<&mut [f32]>)| {
-            let first = part_start(t, panels, tasks);
-            let mut acc = vec![[0f32; NR]; m];
-            for p in first..part_start(t + 1, panels, tasks) {
-                let (q, dm) = self.panel(p);
-                acc.iter_mut().for_each(|a| *a = [0.0; NR]);
-                isa.q8_rows(x, k, &xsum, q, dm, &mut acc);
-                let c0 = (p - first) * NR;
-                for (row, a) in seg.iter_mut().zip(&acc) {
-                    let cols = (row.len() - c0).min(NR);
-                    row[c0..c0 + cols].copy_from_slice(&a[..cols]);
-                }
-            }
-        };
-        if tasks == 1 {
-            segs.into_iter().enumerate().for_each(run);
-        } else {
-            segs.into_par_iter().enumerate().for_each(run);
-        }
+        debug_assert_eq!(xsum.len(), m * self.blocks);
+        panel_rows(n, k, m, out, |p, acc| {
+            let (q, dm) = self.panel(p);
+            isa.q8_rows(x, k, &xsum, q, dm, acc);
+        });
     }
 }
 
