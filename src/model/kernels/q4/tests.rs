@@ -276,6 +276,42 @@ fn non_finite_activations_give_non_finite_outputs() {
 }
 
 #[test]
+fn activation_levels_round_to_nearest() {
+    for (v, want) in [
+        (0.0, 0),
+        (0.49, 0),
+        (0.51, 1),
+        (-0.51, -1),
+        (1.5, 2),
+        (2.5, 2),
+        (126.6, 127),
+        (127.0, 127),
+        (-127.0, -127),
+        (127.4, 127),
+    ] {
+        assert_eq!(round_level(v), want, "{v}");
+    }
+    let x: Vec<f32> = values(64, 3).iter().map(|v| v * 5.0).collect();
+    let r = QuantizedRows::new(&x, 1, 64);
+    for (b, block) in x.chunks(BK).enumerate() {
+        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert_eq!(r.d[b], amax / 127.0);
+        for (s, &v) in block.iter().enumerate() {
+            let level = r.q[b * BK + s];
+            assert!(
+                (f32::from(level) * r.d[b] - v).abs() <= r.d[b] * 0.5001,
+                "{v} → {level}"
+            );
+        }
+        let levels: i32 = r.q[b * BK..(b + 1) * BK]
+            .iter()
+            .map(|&l| i32::from(l))
+            .sum();
+        assert_eq!(r.sum[b], r.d[b] * levels as f32);
+    }
+}
+
+#[test]
 fn q4_is_smaller_than_q8() {
     let (n, k) = (64, 96);
     let w = on_grid(n, k, 1, false);
