@@ -263,6 +263,16 @@ thread_local! {
     static DEQ_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// `v` rounded to the nearest integer, ties to even, for |v| < 2²²: adding and subtracting
+/// 1.5 · 2²³ rounds in the FPU's default mode, a plain add the compiler vectorises
+/// (`f32::round` is a libm call per value on baseline x86-64, which made rounding cost more
+/// than the arithmetic around it, at load and per decode step).
+#[inline(always)]
+fn round_nearest(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
 /// Start of part `i` when `total` items are cut into `parts` parts whose sizes differ by at
 /// most one (larger parts first).
 fn part_start(i: usize, total: usize, parts: usize) -> usize {

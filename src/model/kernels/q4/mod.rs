@@ -32,7 +32,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{panel_rows, Isa, NR};
+use super::{panel_rows, round_nearest, Isa, NR};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -116,14 +116,12 @@ impl QuantizedRows {
     }
 }
 
-/// `v` (|v| ≤ 127 up to rounding) to the nearest integer level, ties to even: adding and
-/// subtracting 1.5 · 2²³ rounds in the FPU's default mode, a plain add the compiler vectorises
-/// (`f32::round` is a libm call per value on baseline x86-64, which made rounding a row cost
-/// more than multiplying it by a small matrix).
+/// `v` (|v| ≤ 127 up to rounding) to the nearest integer level, ties to even (see
+/// [`round_nearest`]: `f32::round` made rounding a row cost more than multiplying it by a
+/// small matrix).
 #[inline(always)]
 fn round_level(v: f32) -> i8 {
-    const MAGIC: f32 = 12_582_912.0;
-    ((v + MAGIC) - MAGIC).clamp(-QX_MAX, QX_MAX) as i8
+    round_nearest(v).clamp(-QX_MAX, QX_MAX) as i8
 }
 
 /// Scale and minimum of a 16-level grid holding `vals` to f32 rounding (levels written to
@@ -144,7 +142,7 @@ fn quantize_block(vals: &[f32], levels: &mut [u8]) -> Option<(f32, f32)> {
     let grid = |d: f32, m: f32, levels: &mut [u8]| -> bool {
         let mut worst = 0.0f32;
         for (l, &v) in levels.iter_mut().zip(vals) {
-            *l = ((v - m) / d).round().clamp(0.0, 15.0) as u8;
+            *l = round_nearest((v - m) / d).clamp(0.0, 15.0) as u8;
             worst = worst.max((d * f32::from(*l) + m - v).abs());
         }
         worst <= EXACT * big

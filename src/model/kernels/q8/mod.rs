@@ -23,7 +23,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{panel_rows, Isa, NR};
+use super::{panel_rows, round_nearest, Isa, NR};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -66,7 +66,7 @@ fn quantize_block(vals: &[f32], levels: &mut [u8]) -> Option<(f32, f32)> {
     let grid = |d: f32, m: f32, levels: &mut [u8]| -> f32 {
         let mut worst = 0.0f32;
         for (l, &v) in levels.iter_mut().zip(vals) {
-            *l = ((v - m) / d).round().clamp(0.0, 255.0) as u8;
+            *l = round_nearest((v - m) / d).clamp(0.0, 255.0) as u8;
             worst = worst.max((d * f32::from(*l) + m - v).abs());
         }
         worst
