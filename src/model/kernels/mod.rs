@@ -263,6 +263,55 @@ thread_local! {
     static DEQ_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Quantizes `w` (`[n, k]`, row-major, `w.len() >= n * k`) panel by panel on the current rayon
+/// pool into blocks of `BK` (32) steps: `block_bytes` level bytes and `2 * NR` scales (`d` of
+/// each column, then `m`) per block of each panel. `grid(values, levels)` fits one block of one
+/// row (`None`: no grid holds it, and the whole matrix is refused); `store(block, s, j, level)`
+/// writes the level of step `s`, column `j` into the block's bytes. Returns levels and scales.
+fn quantize_panels(
+    w: &[f32],
+    (n, k): (usize, usize),
+    block_bytes: usize,
+    grid: impl Fn(&[f32], &mut [u8]) -> Option<(f32, f32)> + Sync,
+    store: impl Fn(&mut [u8], usize, usize, u8) + Sync,
+) -> Option<(Vec<u8>, Vec<f32>)> {
+    const BK: usize = 32;
+    let len = n.checked_mul(k).expect("n * k overflows");
+    assert!(
+        w.len() >= len,
+        "weight has {} values, need {n} x {k}",
+        w.len()
+    );
+    let (panels, blocks) = (n.div_ceil(NR), k.div_ceil(BK));
+    let scales = 2 * NR;
+    let mut q = vec![0u8; panels * blocks * block_bytes];
+    let mut dm = vec![0f32; panels * blocks * scales];
+    let exact = q
+        .par_chunks_mut((blocks * block_bytes).max(1))
+        .zip(dm.par_chunks_mut((blocks * scales).max(1)))
+        .enumerate()
+        .all(|(p, (qp, dmp))| {
+            let mut levels = [0u8; BK];
+            for j in 0..NR.min(n - p * NR) {
+                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
+                for b in 0..blocks {
+                    let steps = &row[b * BK..((b + 1) * BK).min(k)];
+                    let Some((d, m)) = grid(steps, &mut levels[..steps.len()]) else {
+                        return false;
+                    };
+                    let qb = &mut qp[b * block_bytes..(b + 1) * block_bytes];
+                    for (s, &l) in levels[..steps.len()].iter().enumerate() {
+                        store(qb, s, j, l);
+                    }
+                    dmp[b * scales + j] = d;
+                    dmp[b * scales + NR + j] = m;
+                }
+            }
+            true
+        });
+    exact.then_some((q, dm))
+}
+
 /// `v` rounded to the nearest integer, ties to even, for |v| < 2²²: adding and subtracting
 /// 1.5 · 2²³ rounds in the FPU's default mode, a plain add the compiler vectorises
 /// (`f32::round` is a libm call per value on baseline x86-64, which made rounding cost more

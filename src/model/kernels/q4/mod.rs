@@ -32,8 +32,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{panel_rows, round_nearest, Isa, NR};
-use rayon::prelude::*;
+use super::{panel_rows, quantize_panels, round_nearest, Isa, NR};
 use std::ops::Range;
 
 /// Steps of `k` per quantization block (of weights and of activations).
@@ -162,44 +161,14 @@ impl Q4Panels {
     /// rayon pool; `None` unless every block of 32 values of a row sits on a 16-level grid to
     /// f32 rounding.
     pub(super) fn quantize(w: &[f32], n: usize, k: usize) -> Option<Self> {
-        let len = n.checked_mul(k).expect("n * k overflows");
-        assert!(
-            w.len() >= len,
-            "weight has {} values, need {n} x {k}",
-            w.len()
-        );
-        let (panels, blocks) = (n.div_ceil(NR), k.div_ceil(BK));
-        let mut q = vec![0u8; panels * blocks * BLOCK_BYTES];
-        let mut dm = vec![0f32; panels * blocks * BLOCK_SCALES];
-        let per_panel = (blocks * BLOCK_BYTES, blocks * BLOCK_SCALES);
-        let exact = q
-            .par_chunks_mut(per_panel.0.max(1))
-            .zip(dm.par_chunks_mut(per_panel.1.max(1)))
-            .enumerate()
-            .all(|(p, (qp, dmp))| {
-                let mut levels = [0u8; BK];
-                for j in 0..NR.min(n - p * NR) {
-                    let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                    for b in 0..blocks {
-                        let steps = &row[b * BK..((b + 1) * BK).min(k)];
-                        let Some((d, m)) = quantize_block(steps, &mut levels[..steps.len()]) else {
-                            return false;
-                        };
-                        let qb = &mut qp[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES];
-                        for (s, &l) in levels[..steps.len()].iter().enumerate() {
-                            let (byte, shift) = Self::position(s, j);
-                            qb[byte] |= l << shift;
-                        }
-                        dmp[b * BLOCK_SCALES + j] = d;
-                        dmp[b * BLOCK_SCALES + NR + j] = m;
-                    }
-                }
-                true
-            });
-        exact.then_some(Self {
+        let (q, dm) = quantize_panels(w, (n, k), BLOCK_BYTES, quantize_block, |qb, s, j, l| {
+            let (byte, shift) = Self::position(s, j);
+            qb[byte] |= l << shift;
+        })?;
+        Some(Self {
             n,
             k,
-            blocks,
+            blocks: k.div_ceil(BK),
             q,
             dm,
         })

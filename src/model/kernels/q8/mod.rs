@@ -23,8 +23,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{panel_rows, round_nearest, Isa, NR};
-use rayon::prelude::*;
+use super::{panel_rows, quantize_panels, round_nearest, Isa, NR};
 use std::ops::Range;
 
 /// Steps of `k` per quantization block.
@@ -89,46 +88,13 @@ impl Q8Panels {
     /// rayon pool; `None` unless every block of 32 values is held to f32 rounding (weights
     /// dequantized from Q4_0/Q4_1/Q8_0-style blocks are; F16, BF16 or trained f32 ones are not).
     pub(super) fn quantize(w: &[f32], n: usize, k: usize) -> Option<Self> {
-        let len = n.checked_mul(k).expect("n * k overflows");
-        assert!(
-            w.len() >= len,
-            "weight has {} values, need {n} x {k}",
-            w.len()
-        );
-        let (panels, blocks) = (n.div_ceil(NR), k.div_ceil(BK));
-        let mut q = vec![0u8; panels * blocks * BLOCK_BYTES];
-        let mut dm = vec![0f32; panels * blocks * BLOCK_SCALES];
-        let per_panel = (blocks * BLOCK_BYTES, blocks * BLOCK_SCALES);
-        let exact = q
-            .par_chunks_mut(per_panel.0.max(1))
-            .zip(dm.par_chunks_mut(per_panel.1.max(1)))
-            .enumerate()
-            .all(|(p, (qp, dmp))| {
-                let mut levels = [0u8; BK];
-                for j in 0..NR.min(n - p * NR) {
-                    let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                    for b in 0..blocks {
-                        let steps = &row[b * BK..((b + 1) * BK).min(k)];
-                        let Some((d, m)) = quantize_block(steps, &mut levels[..steps.len()]) else {
-                            return false;
-                        };
-                        let (qb, sb) = (
-                            &mut qp[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES],
-                            &mut dmp[b * BLOCK_SCALES..(b + 1) * BLOCK_SCALES],
-                        );
-                        for (s, &l) in levels[..steps.len()].iter().enumerate() {
-                            qb[s * NR + j] = l;
-                        }
-                        sb[j] = d;
-                        sb[NR + j] = m;
-                    }
-                }
-                true
-            });
-        exact.then_some(Self {
+        let (q, dm) = quantize_panels(w, (n, k), BLOCK_BYTES, quantize_block, |qb, s, j, l| {
+            qb[s * NR + j] = l;
+        })?;
+        Some(Self {
             n,
             k,
-            blocks,
+            blocks: k.div_ceil(BK),
             q,
             dm,
         })
