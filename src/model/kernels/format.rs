@@ -27,7 +27,7 @@ pub enum PackedFormat {
     /// (weights dequantized from Q4_1 or Q4_0 blocks); other matrices fall back to [`Q8`] or
     /// f32, so the weights are never changed. **Not exact:** products of up to
     /// `Q4_ROWS_MAX` (16) rows — decode steps — round the activations to 8 bits per 32 values
-    /// and sum integer products, as llama.cpp does for its 4-bit types: about twice the
+    /// and sum integer products, as llama.cpp does for its 4-bit types: 1.3–1.7× the
     /// decoding speed of [`Q8`], for a rounding noise in the logits of what is generated
     /// (measured in docs/BENCHMARKS.md). Larger products (prefill, scoring passes) are exact,
     /// as in [`Q8`].

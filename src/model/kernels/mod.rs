@@ -176,7 +176,7 @@ impl Isa {
         }
     }
 
-    /// `out[r][j] += Σ_b d_j · dx_rb · Σ_s q_sj · qx_rs + m_j · dx_rb · Σ_s qx_rs` for one 4-bit panel
+    /// `out[r][j] += Σ_b dx_rb · Σ_s (d_j · q_sj + m_j) · qx_rs` for one 4-bit panel
     /// (levels `q`, scales `dm`, see `q4::Q4Panels`) and the `out.len()` rows of activations
     /// rounded to 8 bits (`xq`, scales `xd`, rounded block sums `xsum`; `blocks` blocks each).
     #[allow(clippy::too_many_arguments)]

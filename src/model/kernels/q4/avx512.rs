@@ -30,7 +30,7 @@ fn has_vnni() -> bool {
 }
 
 impl Avx512 {
-    /// `out[r][j] += Σ_b d_j · dx_rb · Σ_s q_sj · qx_rs + m_j · dx_rb · Σ_s qx_rs` for one panel and the
+    /// `out[r][j] += Σ_b dx_rb · Σ_s (d_j · q_sj + m_j) · qx_rs` for one panel and the
     /// `out.len()` rows of rounded activations, in groups of at most 12 rows.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::model::kernels) fn q4_rows(

@@ -8,16 +8,16 @@
 //! (`w = d · (q − 8)`). So the weights are exactly the file's, as with `q8`.
 //!
 //! What is not exact is the product of few rows ([`Q4Panels::rows`], decode, up to
-//! `Q4_ROWS_MAX` rows): each row of `x`
-//! is rounded to 8 bits per block of 32 steps (`x ≈ dx · qx`, `|qx| ≤ 127`, the way llama.cpp
-//! multiplies its 4-bit types), so that the block's dot products are integer sums of
-//! `q · qx` (exact), then `out += d · dx · Σ q·qx + m · dx · Σ qx`: exactly the product of
-//! the weights with the rounded row. (The minimums' term must use the rounded row too: with
-//! the exact `Σ x` the rounding errors of a block, multiplied by `m`, no longer cancel against
-//! those inside `Σ q·qx`, and the error on the default model grew fivefold.) Results do not
-//! depend on how many rows run together. Many rows
-//! (prefill) dequantize one block of panels at a time into the f32 layout for the f32
-//! micro-kernel, exactly as `q8` does, and are exact.
+//! `Q4_ROWS_MAX` rows): each row of `x` is rounded to 8 bits per block of 32 steps
+//! (`x ≈ dx · qx`, `|qx| ≤ 127`, the way llama.cpp multiplies its 4-bit types), so that the
+//! block's dot products are integer sums of `q · qx` (exact), then
+//! `out += d · dx · Σ q·qx + m · dx · Σ qx`: exactly the product of the weights with the
+//! rounded row. The minimums' term uses the rounded row too, as llama.cpp's sums do: with the
+//! exact `Σ x`, a block's rounding errors times `m` no longer cancel against those inside
+//! `Σ q·qx` (on the default model's weights the largest error of a product was 40 % larger).
+//! Results do not depend on how many rows run together. Many rows (prefill) dequantize one
+//! block of panels at a time into the f32 layout for the f32 micro-kernel, exactly as `q8`
+//! does, and are exact.
 //!
 //! Layout of one block of one panel (512 bytes): 8 groups of 4 steps; group `g` is 64 bytes,
 //! byte `4c + t` holding step `4g + t` of column `c` in its low half and of column `16 + c` in

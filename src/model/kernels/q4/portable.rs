@@ -5,7 +5,7 @@
 use super::{check_rows, BK, BLOCK_BYTES, BLOCK_SCALES, GROUP, GROUP_BYTES};
 use crate::model::kernels::NR;
 
-/// `out[r][j] += Σ_b d_j · dx_rb · Σ_s q_sj · qx_rs + m_j · dx_rb · Σ_s qx_rs` for one panel (levels `q`,
+/// `out[r][j] += Σ_b dx_rb · Σ_s (d_j · q_sj + m_j) · qx_rs` for one panel (levels `q`,
 /// scales `dm`) and the `out.len()` rows of rounded activations (`xq`, `xd`, `xsum`).
 pub(in crate::model::kernels) fn rows(
     xq: &[i8],
