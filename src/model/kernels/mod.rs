@@ -312,6 +312,47 @@ fn quantize_panels(
     exact.then_some((q, dm))
 }
 
+/// Largest error of a weight on its grid, relative to its block's largest magnitude, for a
+/// block to count as held exactly (a few f32 roundings; half a level would be far more).
+const GRID_EXACT: f32 = 4e-6;
+
+/// Scale `d` and minimum `m` of a grid `d · l + m` (`l` in `0..=top`) that holds every value of
+/// one block to f32 rounding, the levels written to `levels`: first the grid from the block's
+/// minimum to its maximum (which holds blocks whose extremes are both levels, as Q4_1's are),
+/// else the grid `other(lo, hi)` gives (the format's symmetric grid). `None` when neither holds
+/// the block; a block of one repeated value (or none) is level 0 at `m` = that value.
+fn fit_block(
+    vals: &[f32],
+    levels: &mut [u8],
+    top: f32,
+    other: impl Fn(f32, f32) -> (f32, f32),
+) -> Option<(f32, f32)> {
+    let (lo, hi) = vals
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if vals.is_empty() || hi <= lo {
+        levels.fill(0);
+        return Some((0.0, if lo.is_finite() { lo } else { 0.0 }));
+    }
+    let limit = GRID_EXACT * lo.abs().max(hi.abs());
+    let holds = |(d, m): (f32, f32), levels: &mut [u8]| -> bool {
+        let mut worst = 0.0f32;
+        for (l, &v) in levels.iter_mut().zip(vals) {
+            *l = round_nearest((v - m) / d).clamp(0.0, top) as u8;
+            worst = worst.max((d * f32::from(*l) + m - v).abs());
+        }
+        worst <= limit
+    };
+    let span = ((hi - lo) / top, lo);
+    if holds(span, levels) {
+        return Some(span);
+    }
+    let other = other(lo, hi);
+    holds(other, levels).then_some(other)
+}
+
 /// `v` rounded to the nearest integer, ties to even, for |v| < 2²²: adding and subtracting
 /// 1.5 · 2²³ rounds in the FPU's default mode, a plain add the compiler vectorises
 /// (`f32::round` is a libm call per value on baseline x86-64, which made rounding cost more

@@ -32,7 +32,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{panel_rows, quantize_panels, round_nearest, Isa, NR};
+use super::{fit_block, panel_rows, quantize_panels, round_nearest, Isa, NR};
 use std::ops::Range;
 
 /// Steps of `k` per quantization block (of weights and of activations).
@@ -45,9 +45,6 @@ const GROUP_BYTES: usize = GROUP * NR / 2;
 const BLOCK_BYTES: usize = BK * NR / 2;
 /// Floats of scales per block of one panel: `NR` scales, then `NR` minimums.
 const BLOCK_SCALES: usize = 2 * NR;
-/// Largest error of a weight on its grid, relative to its block's largest magnitude, for the
-/// block to count as held exactly (a few f32 roundings).
-const EXACT: f32 = 4e-6;
 /// Largest magnitude of an activation level.
 const QX_MAX: f32 = 127.0;
 
@@ -70,7 +67,6 @@ pub(super) struct QuantizedRows {
     pub(super) q: Vec<i8>,
     pub(super) d: Vec<f32>,
     pub(super) sum: Vec<f32>,
-    pub(super) blocks: usize,
 }
 
 impl QuantizedRows {
@@ -101,17 +97,7 @@ impl QuantizedRows {
                 sum[at] = d[at] * levels as f32;
             }
         }
-        Self { q, d, sum, blocks }
-    }
-
-    /// Levels, scales and sums of rows `rows`.
-    pub(super) fn rows(&self, rows: Range<usize>) -> (&[i8], &[f32], &[f32]) {
-        let b = self.blocks;
-        (
-            &self.q[rows.start * b * BK..rows.end * b * BK],
-            &self.d[rows.start * b..rows.end * b],
-            &self.sum[rows.start * b..rows.end * b],
-        )
+        Self { q, d, sum }
     }
 }
 
@@ -128,32 +114,11 @@ fn round_level(v: f32) -> i8 {
 /// Q4_0 (`w = d · (q − 8)`, the value of largest magnitude at level 0). `None` when neither
 /// holds the block.
 fn quantize_block(vals: &[f32], levels: &mut [u8]) -> Option<(f32, f32)> {
-    let (lo, hi) = vals
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if vals.is_empty() || hi <= lo {
-        levels.fill(0);
-        return Some((0.0, if lo.is_finite() { lo } else { 0.0 }));
-    }
-    let big = lo.abs().max(hi.abs());
-    let grid = |d: f32, m: f32, levels: &mut [u8]| -> bool {
-        let mut worst = 0.0f32;
-        for (l, &v) in levels.iter_mut().zip(vals) {
-            *l = round_nearest((v - m) / d).clamp(0.0, 15.0) as u8;
-            worst = worst.max((d * f32::from(*l) + m - v).abs());
-        }
-        worst <= EXACT * big
-    };
-    let span = (hi - lo) / 15.0;
-    if grid(span, lo, levels) {
-        return Some((span, lo));
-    }
-    // Q4_0: the value of largest magnitude sits at level 0, i.e. at -8·d.
-    let first = if lo.abs() >= hi.abs() { lo } else { hi };
-    let d = first / -8.0;
-    grid(d, first, levels).then_some((d, first))
+    fit_block(vals, levels, 15.0, |lo, hi| {
+        // Q4_0: the value of largest magnitude sits at level 0, i.e. at -8·d.
+        let first = if lo.abs() >= hi.abs() { lo } else { hi };
+        (first / -8.0, first)
+    })
 }
 
 impl Q4Panels {
@@ -277,8 +242,8 @@ impl Q4Panels {
     /// module docs): the weight bytes streamed once for all rows, tasks of a few panels each on
     /// the current rayon pool.
     pub(super) fn rows(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
-        let xq = QuantizedRows::new(x, m, self.k);
-        let (xq, xd, xsum) = xq.rows(0..m);
+        let rows = QuantizedRows::new(x, m, self.k);
+        let (xq, xd, xsum) = (&rows.q[..], &rows.d[..], &rows.sum[..]);
         panel_rows(self.n, self.k, m, out, |p, acc| {
             let (q, dm) = self.panel(p);
             isa.q4_rows(xq, xd, xsum, self.blocks, q, dm, acc);

@@ -23,7 +23,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
-use super::{panel_rows, quantize_panels, round_nearest, Isa, NR};
+use super::{fit_block, panel_rows, quantize_panels, Isa, NR};
 use std::ops::Range;
 
 /// Steps of `k` per quantization block.
@@ -50,38 +50,13 @@ pub(super) struct Q8Panels {
 /// `d = max|w| / 127`, `m = -128·d`. The first holds Q4_1-style blocks exactly (`d·q + m`, both
 /// extremes present), the second Q8_0 blocks (`d·q`, `|q| ≤ 127`, the largest at 127); trying
 /// the first alone when it fits halves the load-time work on the default (Q4_1) model.
-/// Returns `None` when neither grid holds the block to f32 rounding (see [`EXACT`]).
+/// Returns `None` when neither grid holds the block to f32 rounding.
 fn quantize_block(vals: &[f32], levels: &mut [u8]) -> Option<(f32, f32)> {
-    let (lo, hi) = vals
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if vals.is_empty() || hi <= lo {
-        // One value repeated (or no values): all levels 0, w = m.
-        levels.fill(0);
-        return Some((0.0, if lo.is_finite() { lo } else { 0.0 }));
-    }
-    let grid = |d: f32, m: f32, levels: &mut [u8]| -> f32 {
-        let mut worst = 0.0f32;
-        for (l, &v) in levels.iter_mut().zip(vals) {
-            *l = round_nearest((v - m) / d).clamp(0.0, 255.0) as u8;
-            worst = worst.max((d * f32::from(*l) + m - v).abs());
-        }
-        worst
-    };
-    let big = lo.abs().max(hi.abs());
-    let span = (hi - lo) / 255.0;
-    if grid(span, lo, levels) <= EXACT * big {
-        return Some((span, lo));
-    }
-    let d = big / 127.0;
-    (grid(d, -128.0 * d, levels) <= EXACT * big).then_some((d, -128.0 * d))
+    fit_block(vals, levels, 255.0, |lo, hi| {
+        let d = lo.abs().max(hi.abs()) / 127.0;
+        (d, -128.0 * d)
+    })
 }
-
-/// Largest error of a weight on its grid, relative to its block's largest magnitude, for the
-/// block to count as held exactly (a few f32 roundings; half a level would be ~2e-3).
-const EXACT: f32 = 4e-6;
 
 impl Q8Panels {
     /// Quantizes `w` (`[n, k]`, row-major, `w.len() >= n * k`, finite values) on the current
