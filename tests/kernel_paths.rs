@@ -5,9 +5,11 @@
 //! a path (checked in child processes, since the variable is read once per process). The
 //! 8-bit packed weights (`PackedFormat::Q8`, the default) run on every path and match the f32
 //! panels: the same weights on Q4_1 models; a model whose weights are on no grid stays f32.
+//! The direct few-row attention (decode steps, lock-step branches) gives candle's results
+//! (`DEBIAS_GUARD_ATTENTION=candle` in a child process).
 
 use debias_guard::model::kernels::{KernelPath, PackedFormat, KERNEL_ENV};
-use debias_guard::model::WeightFormat;
+use debias_guard::model::{BranchState, WeightFormat, ATTENTION_ENV};
 use debias_guard::{
     Engine, EngineOptions, GenerateOptions, LabelPrompt, PromptBuilder, Rubric, Transcript,
 };
@@ -376,4 +378,90 @@ fn env_var_forces_the_path() {
         got.starts_with("error=") && got.contains("unknown kernel path `neon`"),
         "{got}"
     );
+}
+
+/// Child mode of [`direct_attention_matches_candle`]: on a tiny model with `kv_heads` < `heads`,
+/// a 300-token prefill (two chunks), 12 decode steps (one row each) and 4 lock-step steps of 3
+/// branches (3 rows, a branch mask), printing every logit row read as JSON. Does nothing unless
+/// the parent set the marker.
+#[test]
+fn attention_child_prints_logits() {
+    let Ok(model) = std::env::var("ATTENTION_CHILD_MODEL") else {
+        return;
+    };
+    let engine = Engine::open(&model, &EngineOptions::default()).expect("open");
+    let model = engine.model();
+    let vocab = model.config().vocab_size as u32;
+    let token = |i: usize| (i as u32 * 7919 + 11) % vocab;
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    let mut state = model.new_state();
+    let prompt: Vec<u32> = (0..300).map(token).collect();
+    let logits = model.forward(&prompt, &mut state, &[299], 256).unwrap();
+    rows.extend(logits.to_vec2::<f32>().unwrap());
+    let prefix = state.clone();
+    for step in 0..12 {
+        let logits = model
+            .forward(&[token(1000 + step)], &mut state, &[0], 256)
+            .unwrap();
+        rows.extend(logits.to_vec2::<f32>().unwrap());
+    }
+    let mut branches = BranchState::new(prefix);
+    let mut parents = vec![None; 3];
+    for step in 0..4 {
+        let tokens: Vec<u32> = (0..3).map(|b| token(2000 + 10 * step + b)).collect();
+        let logits = model
+            .forward_branches(&tokens, &parents, &[0, 1, 2], 256, &mut branches)
+            .unwrap();
+        rows.extend(logits.to_vec2::<f32>().unwrap());
+        let first = branches.slots() - 3;
+        parents = (0..3).map(|b| Some(first + b)).collect();
+    }
+    println!("CHILD {}", serde_json::to_string(&rows).unwrap());
+}
+
+#[test]
+fn direct_attention_matches_candle() {
+    let spec = TinySpec {
+        heads: 4,
+        kv_heads: 2,
+        context_length: 512,
+        ..TinySpec::default()
+    };
+    let model = tiny_model("kernel-paths-attention", &spec);
+    let run = |value: Option<&str>| -> Vec<Vec<f32>> {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "attention_child_prints_logits",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ATTENTION_CHILD_MODEL", &model)
+        .env_remove(ATTENTION_ENV);
+        if let Some(v) = value {
+            cmd.env(ATTENTION_ENV, v);
+        }
+        let out = cmd.output().expect("run child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = stdout
+            .lines()
+            .find_map(|l| l.split_once("CHILD ").map(|(_, r)| r))
+            .unwrap_or_else(|| panic!("child printed no result: {stdout}"));
+        serde_json::from_str(json).unwrap()
+    };
+    let candle = run(Some("candle"));
+    let direct = run(None);
+    assert_eq!(candle.len(), 1 + 12 + 12);
+    assert_eq!(direct.len(), candle.len());
+    let mut worst = 0f32;
+    for (a, b) in direct.iter().zip(&candle) {
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs() / y.abs().max(1.0));
+        }
+    }
+    eprintln!("direct vs candle attention: max relative |Δlogit| {worst:.2e}");
+    // The prefill row runs candle's path in both; the rest differ by summation order only.
+    assert_eq!(direct[0], candle[0]);
+    assert!(worst <= 1e-5, "{worst}");
+    assert_ne!(direct[1..], candle[1..], "the child did not switch paths");
 }

@@ -1,5 +1,6 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
+use super::attend::{attend_few, FEW_ROWS_MAX};
 use super::kernels::{KernelPath, PackedFormat, PackedLinear};
 use super::kv::LayerCache;
 use super::lora::{LayerLora, LoraPair};
@@ -131,6 +132,11 @@ pub struct ChunkContext<'a> {
     pub sin: &'a Tensor,
     /// Additive mask `[groups * len, past + len]`, or `None` for a single token.
     pub mask: Option<&'a Tensor>,
+    /// The kernel path of the packed projections when chunks of up to
+    /// `attend::FEW_ROWS_MAX` tokens compute their attention directly on it
+    /// (`attend::attend_few`); `None`: candle's matmuls (no packed projections, or
+    /// `DEBIAS_GUARD_ATTENTION=candle`).
+    pub kernel: Option<KernelPath>,
 }
 
 impl Block {
@@ -180,10 +186,16 @@ impl Block {
         let q = ctx.rope.apply(&q, ctx.cos, ctx.sin)?;
         let k = ctx.rope.apply(&k, ctx.cos, ctx.sin)?;
         let (k, v) = LayerCache::append(kv, &k, &v)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        if let Some(kernel) = ctx.kernel.filter(|_| len <= FEW_ROWS_MAX) {
+            if let Some(out) = attend_few(kernel, &q, &k, &v, ctx.mask, scale as f32)? {
+                return self.attn_output.forward(&out, path(Projection::O));
+            }
+        }
         // Query heads that share a kv head are stacked along the row axis, so one matmul per kv
         // head serves the whole group without repeating keys and values in memory.
         // Scaling the queries costs len × hd multiplications instead of len × context.
-        let q = (q.reshape((1, n_kv, groups * len, hd))? * (1.0 / (hd as f64).sqrt()))?;
+        let q = (q.reshape((1, n_kv, groups * len, hd))? * scale)?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match ctx.mask {
             Some(mask) => scores.broadcast_add(mask)?,

@@ -1,6 +1,7 @@
 //! The decoder: weights loaded once and shared, run over chunks of tokens against a per-call
 //! [`KvState`], producing logits only for the positions a caller reads.
 
+mod attend;
 mod block;
 mod branches;
 mod kv;
@@ -67,6 +68,29 @@ pub struct DecoderModel {
     output: LinearWeight,
     rope: Rope,
     device: Device,
+    /// Whether chunks of a few tokens compute their attention directly over the cache
+    /// (`attend::attend_few`; see [`ATTENTION_ENV`]).
+    direct_attention: bool,
+}
+
+/// Environment variable read when a model is loaded: `candle` keeps every chunk's attention on
+/// candle's matmuls; unset, empty or `auto` lets chunks of up to 16 tokens (decode steps, small
+/// tree batches) use the direct few-row path when the projections run on our kernels. For
+/// comparisons (`cargo bench --bench decode`, `BENCH_ATTENTION`).
+pub const ATTENTION_ENV: &str = "DEBIAS_GUARD_ATTENTION";
+
+/// Whether [`ATTENTION_ENV`] allows the direct few-row attention; an unknown value is an error.
+fn direct_attention_from_env() -> Result<bool> {
+    match std::env::var(ATTENTION_ENV) {
+        Err(_) => Ok(true),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(true),
+            "candle" => Ok(false),
+            other => Err(Error::InvalidInput(format!(
+                "{ATTENTION_ENV}={other}: use auto or candle"
+            ))),
+        },
+    }
 }
 
 impl DecoderModel {
@@ -178,6 +202,7 @@ impl DecoderModel {
             output,
             rope,
             device: device.clone(),
+            direct_attention: direct_attention_from_env()?,
         })
     }
 
@@ -339,6 +364,7 @@ impl DecoderModel {
             cos: &cos,
             sin: &sin,
             mask,
+            kernel: self.kernel_path().filter(|_| self.direct_attention),
         };
         let adapter = state.adapter.clone();
         for (i, (block, kv)) in self.blocks.iter().zip(state.layers.iter_mut()).enumerate() {
