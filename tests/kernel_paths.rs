@@ -5,8 +5,9 @@
 //! a path (checked in child processes, since the variable is read once per process). The
 //! 8-bit packed weights (`PackedFormat::Q8`, the default) run on every path and match the f32
 //! panels: the same weights on Q4_1 models; a model whose weights are on no grid stays f32.
-//! The direct few-row attention (decode steps, lock-step branches) gives candle's results
-//! (`DEBIAS_GUARD_ATTENTION=candle` in a child process).
+//! Our attention (the direct few-row path of decode steps and lock-step branches, the in-place
+//! softmax of larger chunks) gives candle's results (`DEBIAS_GUARD_ATTENTION=candle` in a child
+//! process).
 
 use debias_guard::model::kernels::{KernelPath, PackedFormat, KERNEL_ENV};
 use debias_guard::model::{BranchState, WeightFormat, ATTENTION_ENV};
@@ -460,8 +461,7 @@ fn direct_attention_matches_candle() {
         }
     }
     eprintln!("direct vs candle attention: max relative |Δlogit| {worst:.2e}");
-    // The prefill row runs candle's path in both; the rest differ by summation order only.
-    assert_eq!(direct[0], candle[0]);
+    // Summation order and the softmax's exponential differ, nothing else.
     assert!(worst <= 1e-5, "{worst}");
-    assert_ne!(direct[1..], candle[1..], "the child did not switch paths");
+    assert_ne!(direct, candle, "the child did not switch paths");
 }

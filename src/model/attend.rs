@@ -16,6 +16,7 @@
 //! Rust compiled once per kernel path (AVX-512F, AVX2 + FMA, or the build's baseline).
 
 use super::kernels::KernelPath;
+use super::softmax::exp_non_positive;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -296,28 +297,6 @@ fn merge(partials: &[Partial], dims: Dims, n_kv: usize, chunks: usize) -> Vec<f3
     out
 }
 
-/// `eˣ` for `x ≤ 0` (a softmax numerator), to about 2 ulp: `x = n·ln 2 + r`, a degree-6
-/// polynomial for `eʳ`, and `2ⁿ` built in the exponent bits. Plain arithmetic, so a loop of it
-/// vectorises (`f32::exp` is a libm call per value). Below −87 it returns 0.
-#[inline(always)]
-fn exp_non_positive(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 0.166_666_65)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    if x <= -87.0 {
-        0.0
-    } else {
-        y * scale
-    }
-}
-
 /// `Σ a·b` in 8 running sums (kept in one vector register; fewer steps to add them up than
 /// 16 for the short rows of a head).
 #[inline(always)]
@@ -513,20 +492,6 @@ mod tests {
             run(path, &q, &k, &v, None, 0.3),
             run(path, &q, &k, &v, Some(&zeros), 0.3)
         );
-    }
-
-    #[test]
-    fn exp_is_close_to_libm() {
-        let mut worst = 0f64;
-        for i in 0..86_900 {
-            let x = -(i as f32) / 1000.0;
-            let (got, want) = (exp_non_positive(x) as f64, (x as f64).exp());
-            worst = worst.max((got - want).abs() / want);
-        }
-        assert!(worst < 1e-6, "{worst}");
-        assert_eq!(exp_non_positive(0.0), 1.0);
-        assert_eq!(exp_non_positive(-100.0), 0.0);
-        assert_eq!(exp_non_positive(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]

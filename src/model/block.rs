@@ -5,6 +5,7 @@ use super::kernels::{KernelPath, PackedFormat, PackedLinear};
 use super::kv::LayerCache;
 use super::lora::{LayerLora, LoraPair};
 use super::rope::Rope;
+use super::softmax::softmax_in_place;
 use crate::arch::{ModelConfig, Projection};
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
@@ -132,10 +133,10 @@ pub struct ChunkContext<'a> {
     pub sin: &'a Tensor,
     /// Additive mask `[groups * len, past + len]`, or `None` for a single token.
     pub mask: Option<&'a Tensor>,
-    /// The kernel path of the packed projections when chunks of up to
-    /// `attend::FEW_ROWS_MAX` tokens compute their attention directly on it
-    /// (`attend::attend_few`); `None`: candle's matmuls (no packed projections, or
-    /// `DEBIAS_GUARD_ATTENTION=candle`).
+    /// The kernel path of the packed projections, on which chunks of up to
+    /// `attend::FEW_ROWS_MAX` tokens compute their attention directly (`attend::attend_few`)
+    /// and larger ones their softmax in place (`softmax::softmax_in_place`); `None`: candle's
+    /// ops (no packed projections, or `DEBIAS_GUARD_ATTENTION=candle`).
     pub kernel: Option<KernelPath>,
 }
 
@@ -197,11 +198,16 @@ impl Block {
         // Scaling the queries costs len × hd multiplications instead of len × context.
         let q = (q.reshape((1, n_kv, groups * len, hd))? * scale)?;
         let scores = q.matmul(&k.t()?)?;
-        let scores = match ctx.mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
+        let probs = match ctx.kernel {
+            Some(kernel) if softmax_in_place(&scores, ctx.mask, kernel)? => scores,
+            _ => {
+                let scores = match ctx.mask {
+                    Some(mask) => scores.broadcast_add(mask)?,
+                    None => scores,
+                };
+                candle_nn::ops::softmax_last_dim(&scores)?
+            }
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(&v)?; // [1, n_kv, groups * len, hd]
         let out = out
             .reshape((1, n_heads, len, hd))?

@@ -7,6 +7,7 @@ mod branches;
 mod kv;
 mod lora;
 mod rope;
+mod softmax;
 
 pub mod kernels;
 
@@ -68,15 +69,15 @@ pub struct DecoderModel {
     output: LinearWeight,
     rope: Rope,
     device: Device,
-    /// Whether chunks of a few tokens compute their attention directly over the cache
-    /// (`attend::attend_few`; see [`ATTENTION_ENV`]).
+    /// Whether attention runs on our code (`attend`, `softmax`) rather than candle's ops (see
+    /// [`ATTENTION_ENV`]).
     direct_attention: bool,
 }
 
 /// Environment variable read when a model is loaded: `candle` keeps every chunk's attention on
-/// candle's matmuls; unset, empty or `auto` lets chunks of up to 16 tokens (decode steps, small
-/// tree batches) use the direct few-row path when the projections run on our kernels. For
-/// comparisons (`cargo bench --bench decode`, `BENCH_ATTENTION`).
+/// candle's ops; unset, empty or `auto` lets chunks of up to 16 tokens (decode steps, small
+/// tree batches) use the direct few-row path (`attend`) and larger ones the in-place softmax
+/// (`softmax`) when the projections run on our kernels. For comparisons (A/B benchmarks, tests).
 pub const ATTENTION_ENV: &str = "DEBIAS_GUARD_ATTENTION";
 
 /// Whether [`ATTENTION_ENV`] allows the direct few-row attention; an unknown value is an error.
