@@ -390,7 +390,13 @@ fn attention_child_prints_logits() {
     let Ok(model) = std::env::var("ATTENTION_CHILD_MODEL") else {
         return;
     };
-    let engine = Engine::open(&model, &EngineOptions::default()).expect("open");
+    let engine = match Engine::open(&model, &EngineOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("CHILD error={e}");
+            return;
+        }
+    };
     let model = engine.model();
     let vocab = model.config().vocab_size as u32;
     let token = |i: usize| (i as u32 * 7919 + 11) % vocab;
@@ -429,7 +435,7 @@ fn direct_attention_matches_candle() {
         ..TinySpec::default()
     };
     let model = tiny_model("kernel-paths-attention", &spec);
-    let run = |value: Option<&str>| -> Vec<Vec<f32>> {
+    let run = |value: Option<&str>| -> String {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
@@ -444,14 +450,21 @@ fn direct_attention_matches_candle() {
         }
         let out = cmd.output().expect("run child");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let json = stdout
+        stdout
             .lines()
             .find_map(|l| l.split_once("CHILD ").map(|(_, r)| r))
-            .unwrap_or_else(|| panic!("child printed no result: {stdout}"));
-        serde_json::from_str(json).unwrap()
+            .unwrap_or_else(|| panic!("child printed no result: {stdout}"))
+            .to_string()
     };
-    let candle = run(Some("candle"));
-    let direct = run(None);
+    let logits = |value| -> Vec<Vec<f32>> { serde_json::from_str(&run(value)).unwrap() };
+    let candle = logits(Some("candle"));
+    let direct = logits(None);
+    assert_eq!(logits(Some("AUTO")), direct);
+    let bad = run(Some("flash"));
+    assert!(
+        bad.starts_with("error=") && bad.contains(ATTENTION_ENV) && bad.contains("flash"),
+        "{bad}"
+    );
     assert_eq!(candle.len(), 1 + 12 + 12);
     assert_eq!(direct.len(), candle.len());
     let mut worst = 0f32;
