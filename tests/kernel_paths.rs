@@ -340,26 +340,13 @@ fn env_child_reports_path() {
 #[test]
 fn env_var_forces_the_path() {
     let model = tiny_model("kernel-paths-env", &TinySpec::default());
-    let run = |value: Option<&str>| -> String {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
+    let run = |value: Option<&str>| {
+        run_child(
             "env_child_reports_path",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("KERNEL_PATHS_CHILD_MODEL", &model)
-        .env_remove(KERNEL_ENV);
-        if let Some(v) = value {
-            cmd.env(KERNEL_ENV, v);
-        }
-        let out = cmd.output().expect("run child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .find_map(|l| l.split_once("CHILD ").map(|(_, r)| r))
-            .unwrap_or_else(|| panic!("child printed no result: {stdout}"))
-            .to_string()
+            "KERNEL_PATHS_CHILD_MODEL",
+            &model,
+            (KERNEL_ENV, value),
+        )
     };
     let best = KernelPath::auto().map_or("none", |k| k.name());
     assert_eq!(run(None), format!("kernel={best}"));
@@ -435,26 +422,13 @@ fn direct_attention_matches_candle() {
         ..TinySpec::default()
     };
     let model = tiny_model("kernel-paths-attention", &spec);
-    let run = |value: Option<&str>| -> String {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
+    let run = |value: Option<&str>| {
+        run_child(
             "attention_child_prints_logits",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ATTENTION_CHILD_MODEL", &model)
-        .env_remove(ATTENTION_ENV);
-        if let Some(v) = value {
-            cmd.env(ATTENTION_ENV, v);
-        }
-        let out = cmd.output().expect("run child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .find_map(|l| l.split_once("CHILD ").map(|(_, r)| r))
-            .unwrap_or_else(|| panic!("child printed no result: {stdout}"))
-            .to_string()
+            "ATTENTION_CHILD_MODEL",
+            &model,
+            (ATTENTION_ENV, value),
+        )
     };
     let logits = |value| -> Vec<Vec<f32>> { serde_json::from_str(&run(value)).unwrap() };
     let candle = logits(Some("candle"));
@@ -477,4 +451,23 @@ fn direct_attention_matches_candle() {
     // Summation order and the softmax's exponential differ, nothing else.
     assert!(worst <= 1e-5, "{worst}");
     assert_ne!(direct, candle, "the child did not switch paths");
+}
+
+/// Runs the test `child` of this binary in a child process with `marker` set to `model` and the
+/// variable `env.0` set to `env.1` (removed when `None`); returns what it printed after `CHILD `.
+fn run_child(child: &str, marker: &str, model: &Path, env: (&str, Option<&str>)) -> String {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .env(marker, model)
+        .env_remove(env.0);
+    if let Some(v) = env.1 {
+        cmd.env(env.0, v);
+    }
+    let out = cmd.output().expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("child printed no result: {stdout}"))
+        .to_string()
 }

@@ -334,19 +334,8 @@ fn run_avx2(job: &Job<'_>, h: usize, c: usize) -> Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::tests::values;
     use candle_core::Device;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// The same attention in f64, straight from the definition.
     fn reference(

@@ -813,4 +813,4 @@ fn plan_grid(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Deterministic values in [-1, 1).
-pub(super) fn values(len: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
