@@ -5,7 +5,8 @@ Each round runs, one after the other: the burn bench with the micro-batch packed
 with the micro-batch as plain rows, and scripts/bench_trainer_torch.py — all with the same
 BENCH_TOKENS, BENCH_RUNS and thread count. Around each run it records the 1-minute load average
 and the CPU time the rest of the machine used while it ran (all busy time in /proc/stat minus the
-run's own), so rounds disturbed by other work can be spotted and rerun. Before a run it waits (up
+run's own), and the time it spent stopped (SIGSTOP from another benchmark's quiet window); a disturbed run
+(stopped > 0.5 s, or other work > 10 % of a core) is run again, up to --tries times. Before a run it waits (up
 to --wait seconds) until the machine is using less than --quiet cores over 5 seconds.
 
 Usage: python3 scripts/bench_trainer_rounds.py --burn target/release/deps/train_step-HASH
@@ -47,10 +48,31 @@ def wait_quiet(threshold, limit):
     return time.time() - start
 
 
+def stopped(pid):
+    """Whether process `pid` is stopped (SIGSTOP), from /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "tT"
+    except (OSError, IndexError):
+        return False
+
+
 def run(name, cmd, env):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy0, load0, t0 = busy_seconds(), load1(), time.time()
-    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    child = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    # Time spent stopped: the child seen stopped, or this process itself stopped (a poll gap).
+    paused, last = 0.0, time.time()
+    while child.poll() is None:
+        time.sleep(0.2)
+        now = time.time()
+        if now - last > 1.0:
+            paused += now - last - 0.2
+        elif stopped(child.pid):
+            paused += now - last
+        last = now
+    out = child.stdout.read()
+    if child.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {child.returncode}")
     wall = time.time() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -63,6 +85,7 @@ def run(name, cmd, env):
         "wall_s": wall,
         "own_cpu_s": own,
         "foreign_cpu_s": max(foreign, 0.0),
+        "paused_s": paused,
         "load_before": load0,
         "load_after": load1(),
     }
@@ -78,6 +101,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", type=float, default=0.3, help="busy cores to wait for")
     p.add_argument("--wait", type=float, default=300, help="longest wait for a quiet machine, s")
+    p.add_argument("--tries", type=int, default=3, help="runs of a disturbed measurement")
     p.add_argument("--out", default=str(ROOT / "target/bench/trainer_rounds.json"))
     args = p.parse_args()
 
@@ -91,9 +115,16 @@ def main():
     records = []
     for r in range(args.rounds):
         for name, cmd, run_env in plan:
-            waited = wait_quiet(args.quiet, args.wait)
-            record = run(name, cmd, run_env)
-            record.update(round=r + 1, waited_s=waited)
+            for attempt in range(1, args.tries + 1):
+                waited = wait_quiet(args.quiet, args.wait)
+                record = run(name, cmd, run_env)
+                record.update(round=r + 1, attempt=attempt, waited_s=waited)
+                disturbed = (
+                    record["paused_s"] > 0.5 or record["foreign_cpu_s"] > 0.1 * record["wall_s"]
+                )
+                if not disturbed:
+                    break
+                print(f"{name}: disturbed (paused or other work), running it again", flush=True)
             records.append(record)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

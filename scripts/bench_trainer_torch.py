@@ -170,6 +170,9 @@ def main():
         loss.backward()
         return loss
 
+    loss = train_micro_batch()
+    print(f"reference log-probs {reference[0].item():.3f} {reference[1].item():.3f}, "
+          f"loss {loss.item():.6f}")
     results = {
         "reference_pass": summary("reference pass (2 sequences)", 2 * length,
                                   timed(runs, reference_pass)),
@@ -187,6 +190,8 @@ def main():
         "cpu": cpu_name(),
         "versions": {p: version(p) for p in ("torch", "transformers", "peft", "gguf")},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "reference_logps": [reference[0].item(), reference[1].item()],
+        "loss": loss.item(),
         "results": results,
     }
     out = Path(args.out)
