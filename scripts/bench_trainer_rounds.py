@@ -3,11 +3,12 @@
 
 Each round runs, one after the other: the burn bench with the micro-batch packed, the burn bench
 with the micro-batch as plain rows, and scripts/bench_trainer_torch.py — all with the same
-BENCH_TOKENS, BENCH_RUNS and thread count. Around each run it records the 1-minute load average
-and the CPU time the rest of the machine used while it ran (all busy time in /proc/stat minus the
-run's own), and the time it spent stopped (SIGSTOP from another benchmark's quiet window); a disturbed run
-(stopped > 0.5 s, or other work > 10 % of a core) is run again, up to --tries times. Before a run it waits (up
-to --wait seconds) until the machine is using less than --quiet cores over 5 seconds.
+BENCH_TOKENS, BENCH_RUNS and thread count. Around each run it records the 1-minute load average,
+the CPU time the rest of the machine used while it ran (all busy time in /proc/stat minus the
+run's own) and the time the run spent stopped (SIGSTOP from another benchmark's quiet window). A
+disturbed run (stopped > 0.5 s, or other work > 10 % of a core) is run again, up to --tries
+times. Before a run it waits (up to --wait seconds) until the machine uses less than --quiet
+cores over 5 seconds.
 
 Usage: python3 scripts/bench_trainer_rounds.py --burn target/release/deps/train_step-HASH
            [--rounds 3] [--threads 2] [--out target/bench/trainer_rounds.json]
