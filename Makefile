@@ -13,7 +13,7 @@ include mk/ffi.mk
 # Fuzzing (optional, nightly + cargo-fuzz; not part of `make test`).
 include mk/fuzz.mk
 
-.PHONY: all model build audit train-adapter train-faithful test lint unit bench bench-trainer fixtures clean trainer-gpu-check
+.PHONY: all model build audit train-adapter train-faithful test lint unit bench bench-trainer bench-trainer-torch fixtures clean trainer-gpu-check
 
 all: build
 
@@ -89,6 +89,11 @@ bench: model
 ## Trainer throughput on the CPU (one reference pass, one training micro-batch).
 bench-trainer: model
 	$(CARGO) bench --locked -p debias-guard-trainer --bench train_step
+
+## The same two timings in PyTorch + PEFT (reference for bench-trainer; creates .venv-torch).
+bench-trainer-torch: model
+	test -x .venv-torch/bin/python || bash scripts/setup_torch_env.sh
+	.venv-torch/bin/python scripts/bench_trainer_torch.py --out target/bench/trainer_torch.json
 
 ## Regenerate the llama.cpp parity fixtures (needs the reference venv; several minutes).
 fixtures: model

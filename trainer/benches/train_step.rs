@@ -5,15 +5,19 @@
 //! `cargo bench -p debias-guard-trainer --bench train_step` — uses the default model when
 //! `models/` has it (`make model`), else a tiny generated one. Settings through the environment:
 //! `BENCH_MODEL` (a GGUF file or Hugging Face directory), `BENCH_TOKENS` (tokens per sequence,
-//! default 512), `BENCH_RUNS` (timed runs after one warm-up, default 5), and `RAYON_NUM_THREADS`
-//! (threads of the CPU backend's matmul; all cores by default). Prints medians and the spread.
+//! default 512), `BENCH_RUNS` (timed runs after one warm-up, default 5), `BENCH_LAYOUT` (`packed`,
+//! the default: the micro-batch as the trainer runs it, one packed row per pair; `rows`: one
+//! padded row per sequence, as a plain batch) and `RAYON_NUM_THREADS` (threads of the CPU
+//! backend's matmul; all cores by default). Prints medians and the spread.
 
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use debias_guard_testkit::{tiny_model, TinySpec};
-use debias_guard_trainer::loss::{LossConfig, Objective};
+use debias_guard_trainer::loss::{
+    self, LossConfig, LossInputs, LossOutput, Objective, PairLogProbs,
+};
 use debias_guard_trainer::model::{
-    sequence_logprobs, LoraAdapter, LoraConfig, ScoredSequence, TokenBatch,
+    sequence_logprobs, Decoder, LoraAdapter, LoraConfig, ScoredSequence, TokenBatch,
 };
 use debias_guard_trainer::train::{load_base, micro_batch_loss, PreparedPair};
 use std::path::PathBuf;
@@ -65,6 +69,30 @@ fn summary(mut samples: Vec<f64>) -> (f64, f64, f64) {
     (median, samples[0], samples[n - 1])
 }
 
+/// The Debiasing-DPO loss of one pair with its three sequences as three plain rows of one batch
+/// (no packing; the same loss as `micro_batch_loss`).
+fn row_batch_loss(
+    decoder: &Decoder,
+    adapter: &LoraAdapter,
+    config: &LossConfig,
+    pair: &PreparedPair,
+) -> LossOutput {
+    let sequences = [pair.chosen.clone(), pair.rejected.clone(), pair.sft.clone()];
+    let batch = TokenBatch::new(&sequences, decoder.config()).expect("batch");
+    let scores = sequence_logprobs(decoder, &batch, Some(adapter)).expect("forward");
+    let one = |v: f32| Tensor::from_data(TensorData::new(vec![v], [1]), decoder.device());
+    let inputs = LossInputs {
+        pairs: Some(PairLogProbs {
+            policy_chosen: scores.sum.clone().narrow(0, 0, 1),
+            policy_rejected: scores.sum.narrow(0, 1, 1),
+            reference_chosen: one(pair.reference.0),
+            reference_rejected: one(pair.reference.1),
+        }),
+        sft_token_mean: Some(scores.mean.narrow(0, 2, 1)),
+    };
+    loss::compute(config, inputs).expect("loss")
+}
+
 fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
     f(); // warm-up
     (0..runs)
@@ -102,11 +130,26 @@ fn main() {
         reference: (-50.0, -55.0),
     };
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let packed = match std::env::var("BENCH_LAYOUT").as_deref() {
+        Err(_) | Ok("packed") => true,
+        Ok("rows") => false,
+        Ok(other) => panic!("BENCH_LAYOUT must be `packed` or `rows`, not `{other}`"),
+    };
+    let cells = if packed {
+        let group = [pair.chosen.clone(), pair.rejected.clone(), pair.sft.clone()];
+        TokenBatch::packed(&[&group[..]], &config)
+            .expect("batch")
+            .cells()
+    } else {
+        3 * len
+    };
     println!(
-        "model {} ({} layers, hidden {}), {len} tokens per sequence, {runs} runs, threads {threads}",
+        "model {} ({} layers, hidden {}), {len} tokens per sequence, {runs} runs, threads {threads}, \
+         micro-batch {} ({cells} token positions computed)",
         path.display(),
         config.n_layers,
-        config.hidden_size
+        config.hidden_size,
+        if packed { "packed" } else { "as rows" }
     );
 
     let reference_batch =
@@ -119,7 +162,13 @@ fn main() {
 
     let loss = LossConfig::new(Objective::Debias);
     let samples = time_runs(runs, || {
-        let (out, _) = micro_batch_loss(&decoder, &adapter, &loss, &[&pair]).expect("loss");
+        let out = if packed {
+            micro_batch_loss(&decoder, &adapter, &loss, &[&pair])
+                .expect("loss")
+                .0
+        } else {
+            row_batch_loss(&decoder, &adapter, &loss, &pair)
+        };
         let grads = out.loss.backward();
         std::hint::black_box(GradientsParams::from_grads(grads, &adapter));
     });
