@@ -90,10 +90,10 @@ bench: model
 bench-trainer: model
 	$(CARGO) bench --locked -p debias-guard-trainer --bench train_step
 
-## The same two timings in PyTorch + PEFT (reference for bench-trainer; creates .venv-torch).
+## The same two timings in PyTorch + PEFT (reference for bench-trainer; creates .venv-train-ref).
 bench-trainer-torch: model
-	test -x .venv-torch/bin/python || bash scripts/setup_torch_env.sh
-	.venv-torch/bin/python scripts/bench_trainer_torch.py --out target/bench/trainer_torch.json
+	bash scripts/setup_train_reference_env.sh
+	.venv-train-ref/bin/python scripts/bench_trainer_torch.py --out target/bench/trainer_torch.json
 
 ## Regenerate the llama.cpp parity fixtures (needs the reference venv; several minutes).
 fixtures: model

@@ -97,7 +97,7 @@ def run(name, cmd, env):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--burn", required=True, help="the built train_step bench binary")
-    p.add_argument("--python", default=str(ROOT / ".venv-torch/bin/python"))
+    p.add_argument("--python", default=str(ROOT / ".venv-train-ref/bin/python"))
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", type=float, default=0.3, help="busy cores to wait for")

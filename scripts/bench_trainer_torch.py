@@ -19,7 +19,7 @@ Model: the default GGUF file, read by transformers (`gguf_file=`) and dequantize
 the same weights the burn trainer dequantizes. LoRA: rank 16, alpha 32, no dropout, on the seven
 projections q, k, v, o, gate, up, down (the trainer's default `LoraConfig`).
 
-Usage: .venv-torch/bin/python scripts/bench_trainer_torch.py [--tokens 512] [--runs 5]
+Usage: .venv-train-ref/bin/python scripts/bench_trainer_torch.py [--tokens 512] [--runs 5]
            [--threads 2] [--model models/SmolLM2-135M-Instruct.Q4_1.gguf]
            [--out target/bench/trainer_torch.json]
 Defaults follow the burn bench's environment: BENCH_TOKENS, BENCH_RUNS, BENCH_MODEL and
