@@ -9,7 +9,7 @@
 //! AVX2 + FMA, or the build's baseline) and gives the same bits on each.
 
 use super::kernels::KernelPath;
-use candle_core::{CpuStorage, InplaceOp1, Layout, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Rows per parallel task.
@@ -32,7 +32,8 @@ pub(crate) fn softmax_in_place(
         return Ok(false);
     };
     let rows = dims[dims.len() - 2];
-    if total == 0 || rows == 0 || !scores.is_contiguous() {
+    let f32_cpu = scores.dtype() == DType::F32 && scores.device().is_cpu();
+    if total == 0 || rows == 0 || !scores.is_contiguous() || !f32_cpu {
         return Ok(false);
     }
     let mask = match mask {
@@ -57,10 +58,9 @@ pub(crate) fn softmax_in_place(
         rows,
         total,
         path,
-        done: std::cell::Cell::new(false),
     };
     scores.inplace_op1(&op)?;
-    Ok(op.done.get())
+    Ok(true)
 }
 
 /// The in-place op: what it needs to find each row's mask row.
@@ -69,8 +69,6 @@ struct Softmax<'a> {
     rows: usize,
     total: usize,
     path: KernelPath,
-    /// Set when the storage was f32 and the rows were rewritten.
-    done: std::cell::Cell<bool>,
 }
 
 impl InplaceOp1 for Softmax<'_> {
@@ -79,8 +77,9 @@ impl InplaceOp1 for Softmax<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        // `softmax_in_place` checked both before calling.
         let (CpuStorage::F32(data), Some((a, b))) = (storage, layout.contiguous_offsets()) else {
-            return Ok(());
+            candle_core::bail!("masked-softmax needs contiguous f32 scores");
         };
         let (rows, total, path, mask) = (self.rows, self.total, self.path, self.mask);
         let task = |(t, block): (usize, &mut [f32])| {
@@ -100,7 +99,6 @@ impl InplaceOp1 for Softmax<'_> {
                 .enumerate()
                 .for_each(task);
         }
-        self.done.set(true);
         Ok(())
     }
 }
