@@ -69,9 +69,11 @@ fn prefix_shared_scores_equal_from_scratch() {
             "{name}: {stats:?}"
         );
         for (a, b) in shared.iter().zip(&scratch) {
+            // Same arithmetic in another order (the matmul's blocking follows the context
+            // length), so f32 rounding only: a few parts in a million.
             let diff = max_abs_diff(&a.probs, &b.probs);
-            assert!(diff <= 1e-6, "{name}: fork vs scratch differ by {diff}");
-            assert!((a.label_mass - b.label_mass).abs() <= 1e-6);
+            assert!(diff <= 3e-6, "{name}: fork vs scratch differ by {diff}");
+            assert!((a.label_mass - b.label_mass).abs() <= 3e-6);
             let sum: f64 = a.probs.iter().sum();
             assert!(
                 (sum - 1.0).abs() < 1e-9,

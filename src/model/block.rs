@@ -1,6 +1,7 @@
 //! One transformer block: RMS norm, grouped-query attention over the KV state, gated MLP.
 
 use super::attend::{attend_few, FEW_ROWS_MAX};
+use super::gated::silu_mul;
 use super::kernels::{KernelPath, PackedFormat, PackedLinear};
 use super::kv::LayerCache;
 use super::lora::{LayerLora, LoraPair};
@@ -134,9 +135,10 @@ pub struct ChunkContext<'a> {
     /// Additive mask `[groups * len, past + len]`, or `None` for a single token.
     pub mask: Option<&'a Tensor>,
     /// The kernel path of the packed projections, on which chunks of up to
-    /// `attend::FEW_ROWS_MAX` tokens compute their attention directly (`attend::attend_few`)
-    /// and larger ones their softmax in place (`softmax::softmax_in_place`); `None`: candle's
-    /// ops (no packed projections, or `DEBIAS_GUARD_ATTENTION=candle`).
+    /// `attend::FEW_ROWS_MAX` tokens compute their attention directly (`attend::attend_few`),
+    /// larger ones their softmax in place (`softmax::softmax_in_place`), and every chunk its
+    /// MLP activation in one pass (`gated::silu_mul`); `None`: candle's ops (no packed
+    /// projections, or `DEBIAS_GUARD_ATTENTION=candle`).
     pub kernel: Option<KernelPath>,
 }
 
@@ -158,11 +160,17 @@ impl Block {
         )?;
         let x = (x + attn)?;
         let h = candle_nn::ops::rms_norm(&x, &self.ffn_norm, ctx.config.rms_eps as f32)?;
-        let gate = candle_nn::ops::silu(&self.ffn_gate.forward(&h, path(Projection::Gate))?)?;
+        let gate = self.ffn_gate.forward(&h, path(Projection::Gate))?;
         let up = self.ffn_up.forward(&h, path(Projection::Up))?;
-        let mlp = self
-            .ffn_down
-            .forward(&(gate * up)?, path(Projection::Down))?;
+        let fused = match ctx.kernel {
+            Some(kernel) => silu_mul(&gate, &up, kernel)?,
+            None => None,
+        };
+        let gated = match fused {
+            Some(gated) => gated,
+            None => (candle_nn::ops::silu(&gate)? * up)?,
+        };
+        let mlp = self.ffn_down.forward(&gated, path(Projection::Down))?;
         x + mlp
     }
 

@@ -4,6 +4,7 @@
 mod attend;
 mod block;
 mod branches;
+mod gated;
 mod kv;
 mod lora;
 mod rope;

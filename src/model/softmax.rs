@@ -21,7 +21,8 @@ const LANES: usize = 16;
 /// Turns `scores` (`[.., rows, total]`, contiguous f32 on the CPU) into `softmax(scores +
 /// mask)` along the last axis, in place; `mask` is `[rows, total]` (the same for every leading
 /// index) or `None`. Returns `false`, touching nothing, when the tensors are not in that form
-/// (the caller then uses candle's ops). A row with no allowed position becomes zeros.
+/// (the caller then uses candle's ops). A row with no allowed position becomes zeros; scores
+/// after a row's last allowed position are not read.
 pub(crate) fn softmax_in_place(
     scores: &Tensor,
     mask: Option<&Tensor>,
@@ -117,9 +118,18 @@ fn softmax_row(path: KernelPath, row: &mut [f32], mask: Option<&[f32]>) {
     }
 }
 
-/// The arithmetic of one row, inlined into each path's compilation of it.
+/// The arithmetic of one row, inlined into each path's compilation of it. Positions after the
+/// mask row's last allowed one (a causal chunk's future: a third of a long prompt's scores)
+/// are set to zero without being read.
 #[inline(always)]
 fn row_body(row: &mut [f32], mask: Option<&[f32]>) {
+    let visible = mask.map_or(row.len(), |m| {
+        m.iter()
+            .rposition(|&v| v != f32::NEG_INFINITY)
+            .map_or(0, |last| last + 1)
+    });
+    let (row, hidden) = row.split_at_mut(visible);
+    hidden.fill(0.0);
     if let Some(m) = mask {
         row.iter_mut().zip(m).for_each(|(s, &m)| *s += m);
     }
@@ -289,6 +299,32 @@ mod tests {
         let t = Tensor::from_vec(data, (1, 8), &Device::Cpu).unwrap();
         assert!(softmax_in_place(&t, None, KernelPath::Portable).unwrap());
         assert!(t.to_vec2::<f32>().unwrap()[0].iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn hidden_future_is_never_read() {
+        let (scores, mask) = case(6, 40);
+        let want = scores.copy().unwrap();
+        assert!(softmax_in_place(&want, Some(&mask), KernelPath::Portable).unwrap());
+        // NaN where the mask hides the rest of a row: the result must not change.
+        let mut data: Vec<f32> = scores.flatten_all().unwrap().to_vec1().unwrap();
+        let mask_rows = mask.to_vec2::<f32>().unwrap();
+        for (i, v) in data.iter_mut().enumerate() {
+            let (r, t) = ((i / 40) % 6, i % 40);
+            if mask_rows[r][t..].iter().all(|&m| m == f32::NEG_INFINITY) {
+                *v = f32::NAN;
+            }
+        }
+        let t = Tensor::from_vec(data, (2, 6, 40), &Device::Cpu).unwrap();
+        for path in KernelPath::supported() {
+            let got = t.copy().unwrap();
+            assert!(softmax_in_place(&got, Some(&mask), path).unwrap());
+            let (got, want): (Vec<f32>, Vec<f32>) = (
+                got.flatten_all().unwrap().to_vec1().unwrap(),
+                want.flatten_all().unwrap().to_vec1().unwrap(),
+            );
+            assert_eq!(got, want, "{path}");
+        }
     }
 
     #[test]

@@ -61,6 +61,10 @@ const KC: usize = 640;
 const NC_BYTES: usize = 256 << 10;
 /// Most row tiles per task (their packed rows of `x` stay in L2 next to the weight block).
 const MC_TILES: usize = 32;
+/// The same for 8- and 4-bit panels, whose blocks each task dequantizes once for all its
+/// rows: more rows per task amortise that (the rows' packed tiles then stream from L3, which
+/// the f32 micro-kernel keeps up with).
+const MC_TILES_DEQUANT: usize = 96;
 /// Below this many multiply-adds one thread does the whole product (no rayon hand-off).
 const PAR_MIN_MACS: usize = 1 << 19;
 /// Fixed cost of one parallel task, in multiply-add equivalents (hand-off, cache warm-up).
@@ -654,11 +658,11 @@ impl PackedLinear {
         let (m_parts, n_parts) = if sequential {
             (tiles.div_ceil(MC_TILES), 1)
         } else {
-            let weight_cost = match self.storage {
-                Storage::F32(_) => F32_WEIGHT_COST,
-                Storage::Q8(_) | Storage::Q4(_) => Q8_WEIGHT_COST,
+            let (weight_cost, most_tiles) = match self.storage {
+                Storage::F32(_) => (F32_WEIGHT_COST, MC_TILES),
+                Storage::Q8(_) | Storage::Q4(_) => (Q8_WEIGHT_COST, MC_TILES_DEQUANT),
             };
-            plan_grid(tiles, panels, self.k, threads, weight_cost)
+            plan_grid(tiles, panels, self.k, threads, weight_cost, most_tiles)
         };
 
         // The tasks, then each output row cut into their column segments.
@@ -775,7 +779,8 @@ impl PackedLinear {
 }
 
 /// Chooses how many row blocks and panel blocks to cut a product of `tiles` row tiles ×
-/// `panels` panels (depth `k`) into for `threads` threads: the grid with the smallest
+/// `panels` panels (depth `k`) into for `threads` threads, at most `most_tiles` row tiles a
+/// task: the grid with the smallest
 /// estimated finishing time, counting whole waves of the largest task (so a grid that leaves
 /// a thread idle costs what it should) plus a fixed cost per task and the repeated work each
 /// extra block brings (re-packing rows of `x` per panel block, re-reading weights per row
@@ -787,11 +792,12 @@ fn plan_grid(
     k: usize,
     threads: usize,
     weight_cost: usize,
+    most_tiles: usize,
 ) -> (usize, usize) {
     let most = 8 * threads;
     // (estimated cost, tasks, row parts, panel parts)
     let mut best = (usize::MAX, 0, 1, 1);
-    for mp in tiles.div_ceil(MC_TILES)..=tiles.min(most) {
+    for mp in tiles.div_ceil(most_tiles)..=tiles.min(most) {
         for np in 1..=panels.min(most / mp) {
             let tasks = mp * np;
             let (tile_most, panel_most) = (tiles.div_ceil(mp), panels.div_ceil(np));

@@ -237,17 +237,22 @@ fn grid_plans_cover_the_threads() {
                 (49152, 576),
             ] {
                 let (tiles, panels) = (m.div_ceil(MR_MAX), n.div_ceil(NR));
-                let (mp, np) = plan_grid(tiles, panels, k, threads, F32_WEIGHT_COST);
-                assert!(
-                    (1..=tiles).contains(&mp) && (1..=panels).contains(&np),
-                    "{m} {n} {k}"
-                );
-                assert!(
-                    tiles.div_ceil(mp) <= MC_TILES,
-                    "{m} {n} {k}: row blocks too big"
-                );
-                if tiles * panels >= threads {
-                    assert!(mp * np >= threads, "{m} {n} {k}: {mp} x {np} for {threads}");
+                for (cost, most_tiles) in [
+                    (F32_WEIGHT_COST, MC_TILES),
+                    (Q8_WEIGHT_COST, MC_TILES_DEQUANT),
+                ] {
+                    let (mp, np) = plan_grid(tiles, panels, k, threads, cost, most_tiles);
+                    assert!(
+                        (1..=tiles).contains(&mp) && (1..=panels).contains(&np),
+                        "{m} {n} {k}"
+                    );
+                    assert!(
+                        tiles.div_ceil(mp) <= most_tiles,
+                        "{m} {n} {k}: row blocks too big"
+                    );
+                    if tiles * panels >= threads {
+                        assert!(mp * np >= threads, "{m} {n} {k}: {mp} x {np} for {threads}");
+                    }
                 }
             }
         }

@@ -152,5 +152,7 @@ impl Avx512 {
 /// Safe Rust compiled with the path's target features, so the compiler vectorises it for them.
 #[target_feature(enable = "avx512f")]
 fn dequantize(w: &Q4Panels, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
-    w.dequantize_body(ks, panels, dst)
+    w.dequantize_body(ks, panels, dst, |levels, d, m, out| {
+        crate::model::kernels::q8::avx512::scale_steps(levels, d, m, out)
+    })
 }

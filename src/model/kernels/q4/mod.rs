@@ -32,6 +32,7 @@ pub(super) mod portable;
 #[cfg(test)]
 mod tests;
 
+use super::q8::scale_steps;
 use super::{fit_block, panel_rows, quantize_panels, round_nearest, Isa, NR};
 use std::ops::Range;
 
@@ -202,13 +203,19 @@ impl Q4Panels {
             Isa::Avx512(isa) => isa.q4_dequantize(self, ks, panels, dst),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2(isa) => isa.q4_dequantize(self, ks, panels, dst),
-            Isa::Portable => self.dequantize_body(ks, panels, dst),
+            Isa::Portable => self.dequantize_body(ks, panels, dst, scale_steps),
         }
     }
 
     /// The body of [`Q4Panels::dequantize`], inlined into each path's compilation of it.
     #[inline(always)]
-    fn dequantize_body(&self, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
+    fn dequantize_body(
+        &self,
+        ks: Range<usize>,
+        panels: Range<usize>,
+        dst: &mut [f32],
+        steps_of: impl Fn(&[u8], &[f32; NR], &[f32; NR], &mut [f32]),
+    ) {
         let kc = ks.len();
         assert!(ks.end <= self.k && panels.end <= self.n.div_ceil(NR));
         assert!(dst.len() >= panels.len() * kc * NR);
@@ -228,11 +235,7 @@ impl Q4Panels {
                 let lv = &levels[steps.start * NR..steps.end * NR];
                 let o = &mut out[at..at + steps.len() * NR];
                 at += steps.len() * NR;
-                for (lv, o) in lv.chunks_exact(NR).zip(o.chunks_exact_mut(NR)) {
-                    for j in 0..NR {
-                        o[j] = d[j] * f32::from(lv[j]) + m[j];
-                    }
-                }
+                steps_of(lv, d, m, o);
             }
         }
     }

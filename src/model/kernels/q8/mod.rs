@@ -16,10 +16,11 @@
 //! a cost shared by every row of the block.
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(super) mod avx512;
 pub(super) mod portable;
+
 #[cfg(test)]
 mod tests;
 
@@ -118,13 +119,19 @@ impl Q8Panels {
             Isa::Avx512(isa) => isa.q8_dequantize(self, ks, panels, dst),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2(isa) => isa.q8_dequantize(self, ks, panels, dst),
-            Isa::Portable => self.dequantize_body(ks, panels, dst),
+            Isa::Portable => self.dequantize_body(ks, panels, dst, scale_steps),
         }
     }
 
     /// The body of [`Q8Panels::dequantize`], inlined into each path's compilation of it.
     #[inline(always)]
-    fn dequantize_body(&self, ks: Range<usize>, panels: Range<usize>, dst: &mut [f32]) {
+    fn dequantize_body(
+        &self,
+        ks: Range<usize>,
+        panels: Range<usize>,
+        dst: &mut [f32],
+        steps_of: impl Fn(&[u8], &[f32; NR], &[f32; NR], &mut [f32]),
+    ) {
         let kc = ks.len();
         assert!(ks.end <= self.k && panels.end <= self.n.div_ceil(NR));
         assert!(dst.len() >= panels.len() * kc * NR);
@@ -141,21 +148,7 @@ impl Q8Panels {
                     &q[b * BLOCK_BYTES + steps.start * NR..b * BLOCK_BYTES + steps.end * NR];
                 let o = &mut out[at..at + steps.len() * NR];
                 at += steps.len() * NR;
-                if let (Ok(lv), Ok(o)) = (
-                    <&[u8; BLOCK_BYTES]>::try_from(levels),
-                    <&mut [f32; BLOCK_BYTES]>::try_from(&mut *o),
-                ) {
-                    // A whole block: one loop the compiler vectorises without checks.
-                    for i in 0..BLOCK_BYTES {
-                        o[i] = d[i % NR] * f32::from(lv[i]) + m[i % NR];
-                    }
-                    continue;
-                }
-                for (lv, o) in levels.chunks_exact(NR).zip(o.chunks_exact_mut(NR)) {
-                    for j in 0..NR {
-                        o[j] = d[j] * f32::from(lv[j]) + m[j];
-                    }
-                }
+                steps_of(levels, d, m, o);
             }
         }
     }
@@ -193,4 +186,18 @@ pub(super) fn check_rows(
     assert!(x.len() >= rows * k && xsum.len() >= rows * blocks);
     assert!(q.len() >= blocks * BLOCK_BYTES && dm.len() >= blocks * BLOCK_SCALES);
     blocks
+}
+
+/// `out = d · level + m` for the whole steps of one block (`NR` values a step), in plain Rust:
+/// the portable path's, and the definition the SIMD paths' `scale_steps` (the same
+/// multiplication, then addition, so the same bits) follow. The 8-bit and 4-bit panels share
+/// them.
+pub(super) fn scale_steps(levels: &[u8], d: &[f32; NR], m: &[f32; NR], out: &mut [f32]) {
+    let (levels, _) = levels.as_chunks::<NR>();
+    let (out, _) = out.as_chunks_mut::<NR>();
+    for (lv, o) in levels.iter().zip(out) {
+        for j in 0..NR {
+            o[j] = d[j] * f32::from(lv[j]) + m[j];
+        }
+    }
 }

@@ -173,7 +173,8 @@ fn odd_shapes_every_path() {
             let w = on_grid(n, k, (n * 1000 + k) as u64);
             let (lins, wq) = packs(&w, n, k);
             for lin in &lins {
-                for m in [1, 2, 5, 6, 7, 8, 9, 13, 25] {
+                // Up to Q8_ROWS_MAX rows read the bytes; more dequantize blocks of panels.
+                for m in [1, 2, 5, 6, 7, 8, 9, 13, 25, Q8_ROWS_MAX + 1] {
                     check(lin, &wq, m, (m * 7 + n) as u64);
                 }
             }
@@ -194,10 +195,22 @@ fn model_shapes_in_pools() {
                 .build()
                 .expect("pool");
             for lin in &lins {
-                for m in [1, Q8_ROWS_MAX, 40] {
+                for m in [1, Q8_ROWS_MAX, 40, 200] {
                     pool.install(|| check(lin, &wq, m, (m + threads) as u64));
                 }
             }
+            // Dequantized blocks on the SIMD paths: the same bits (the f32 tiles are too).
+            let simd: Vec<Vec<f32>> = lins
+                .iter()
+                .filter(|l| l.path() != KernelPath::Portable)
+                .map(|l| {
+                    let (m, x) = (200, values(200 * k, 9));
+                    let mut out = vec![0f32; m * n];
+                    pool.install(|| l.forward(&x, m, &mut out));
+                    out
+                })
+                .collect();
+            assert!(simd.windows(2).all(|w| w[0] == w[1]), "{n}x{k}");
         }
     }
 }
