@@ -103,7 +103,8 @@ impl Linear {
     pub fn forward(&self, x: &Tensor, lora: Option<&LoraPair>) -> Result<Tensor> {
         let mut y = self.weight.forward(x)?;
         if let Some(path) = lora {
-            y = (y + path.forward(x)?)?;
+            // `y` is this call's own new tensor: the low-rank term is added into it.
+            y = path.add_to(y, x)?;
         }
         match &self.bias {
             Some(b) => y.broadcast_add(b),

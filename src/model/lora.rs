@@ -6,7 +6,8 @@ use crate::arch::names::rows_halves_to_pairs;
 use crate::arch::{ModelConfig, Projection};
 use crate::error::Result;
 use crate::formats::adapter::{validated_modules, ModuleLora, PeftAdapter};
-use candle_core::{Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Tensor};
+use rayon::prelude::*;
 
 /// The low-rank path of one projection.
 #[derive(Debug, Clone)]
@@ -25,6 +26,62 @@ impl LoraPair {
     /// `x · Aᵀ · scale · Bᵀ` for rows of `x`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.matmul(&self.a_t)?.matmul(&self.b_t_scaled)
+    }
+
+    /// `base + x · Aᵀ · scale · Bᵀ`, where `base` is the base projection's output of `x`, which
+    /// the caller owns alone: contiguous f32 on the CPU, the sum is written into it in one
+    /// rayon pass (candle's add allocates, and runs large tensors on its own spinning thread
+    /// pool beside ours).
+    pub(crate) fn add_to(&self, base: Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+        let low = self.forward(x)?;
+        let in_place =
+            |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous();
+        if base.dims() != low.dims() || !in_place(&base) || !in_place(&low) {
+            return base + low;
+        }
+        base.inplace_op2(&low, &AddInPlace)?;
+        Ok(base)
+    }
+}
+
+/// `a += b` element by element over contiguous f32 storages, in parallel chunks.
+struct AddInPlace;
+
+/// Values per parallel task of [`AddInPlace`].
+const ADD_VALUES_PER_TASK: usize = 16 * 1024;
+
+impl InplaceOp2 for AddInPlace {
+    fn name(&self) -> &'static str {
+        "lora-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &mut CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (a, b) else {
+            candle_core::bail!("lora-add needs f32 tensors");
+        };
+        let (Some((a0, a1)), Some((b0, b1))) = (la.contiguous_offsets(), lb.contiguous_offsets())
+        else {
+            candle_core::bail!("lora-add needs contiguous tensors");
+        };
+        let (a, b) = (&mut a[a0..a1], &b[b0..b1]);
+        if a.len() != b.len() {
+            candle_core::bail!("lora-add needs tensors of one shape");
+        }
+        let add = |(a, b): (&mut [f32], &[f32])| a.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+        if rayon::current_num_threads() > 1 && a.len() > ADD_VALUES_PER_TASK {
+            a.par_chunks_mut(ADD_VALUES_PER_TASK)
+                .zip(b.par_chunks(ADD_VALUES_PER_TASK))
+                .for_each(add);
+        } else {
+            add((a, b));
+        }
+        Ok(())
     }
 }
 
@@ -113,4 +170,45 @@ fn build_pair(m: &ModuleLora<'_>, config: &ModelConfig, device: &Device) -> Resu
         rank: r,
         scale: m.scale,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoraPair;
+    use candle_core::{Device, Tensor};
+
+    fn filled(rows: usize, cols: usize, seed: usize) -> Tensor {
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i * 37 + seed * 11) % 97) as f32 - 48.0) / 29.0)
+            .collect();
+        Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn add_to_equals_the_sum_in_place_and_not() {
+        let pair = LoraPair {
+            a_t: filled(24, 4, 1),
+            b_t_scaled: filled(4, 40, 2),
+            rank: 4,
+            scale: 1.0,
+        };
+        // Several parallel tasks' worth of rows, and a strided base that candle adds instead.
+        for rows in [3, 2000] {
+            let x = filled(rows, 24, 3);
+            let base = filled(rows, 40, 4);
+            let want = (&base + pair.forward(&x).unwrap()).unwrap();
+            let got = pair.add_to(base.copy().unwrap(), &x).unwrap();
+            let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{rows} rows");
+            let strided = filled(40, rows, 5).t().unwrap();
+            let want = (&strided + pair.forward(&x).unwrap()).unwrap();
+            let got = pair.add_to(strided, &x).unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(
+                diff.to_scalar::<f32>().unwrap(),
+                0.0,
+                "strided, {rows} rows"
+            );
+        }
+    }
 }
