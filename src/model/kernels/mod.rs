@@ -780,12 +780,12 @@ impl PackedLinear {
 
 /// Chooses how many row blocks and panel blocks to cut a product of `tiles` row tiles ×
 /// `panels` panels (depth `k`) into for `threads` threads, at most `most_tiles` row tiles a
-/// task: the grid with the smallest
-/// estimated finishing time, counting whole waves of the largest task (so a grid that leaves
-/// a thread idle costs what it should) plus a fixed cost per task and the repeated work each
-/// extra block brings (re-packing rows of `x` per panel block, re-reading weights per row
-/// block, `weight_cost` multiply-adds a weight: dequantizing 8-bit panels costs more). Near-ties go to the grid with more tasks, which a core busy with other work holds
-/// up less.
+/// task: the grid with the smallest estimated finishing time, counting whole waves of the
+/// largest task (so a grid that leaves a thread idle costs what it should) plus a fixed cost
+/// per task and the repeated work each extra block brings (re-packing rows of `x` per panel
+/// block, re-reading weights per row block, `weight_cost` multiply-adds a weight: dequantizing
+/// 8-bit panels costs more). Near-ties go to the grid with more tasks, which a core busy with
+/// other work holds up less.
 fn plan_grid(
     tiles: usize,
     panels: usize,
