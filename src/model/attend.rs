@@ -116,11 +116,7 @@ pub(crate) fn attend_few(
         },
         None => None,
     };
-    let path = if path.is_supported() {
-        path
-    } else {
-        KernelPath::Portable
-    };
+    let path = path.or_portable();
     // Queries scaled once, in the order the tasks read them: kv head, group member, row.
     let scaled: Vec<f32> = qd[q0..q1].iter().map(|&x| x * scale).collect();
     let chunks = total.div_ceil(CHUNK);

@@ -20,11 +20,7 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, path: KernelPath) -> Result<O
     if gate.dims() != up.dims() || !cpu_f32(gate) || !cpu_f32(up) {
         return Ok(None);
     }
-    let path = if path.is_supported() {
-        path
-    } else {
-        KernelPath::Portable
-    };
+    let path = path.or_portable();
     gate.apply_op2_no_bwd(up, &SiluMul { path }).map(Some)
 }
 

@@ -49,11 +49,7 @@ pub(crate) fn softmax_in_place(
         },
         None => None,
     };
-    let path = if path.is_supported() {
-        path
-    } else {
-        KernelPath::Portable
-    };
+    let path = path.or_portable();
     let op = Softmax {
         mask: mask_data,
         rows,

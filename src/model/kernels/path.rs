@@ -57,6 +57,16 @@ impl KernelPath {
         }
     }
 
+    /// This path when the CPU runs it, else [`KernelPath::Portable`]: what code compiled once
+    /// per path (attention, softmax, MLP activation) runs for a requested path.
+    pub fn or_portable(self) -> KernelPath {
+        if self.is_supported() {
+            self
+        } else {
+            KernelPath::Portable
+        }
+    }
+
     /// The paths this CPU supports, fastest first (always ends with `Portable`).
     pub fn supported() -> Vec<KernelPath> {
         Self::ALL.into_iter().filter(|p| p.is_supported()).collect()
